@@ -1,0 +1,19 @@
+"""skal: scikit-learn-native active learning for medical image classification."""
+
+from .exceptions import NotFittedError, SkalError, SkalTypeError, SkalValueError
+from .learner import ActiveLearner, Committee
+from .nets import CNNClassifier, MultiLabelCNNClassifier
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActiveLearner",
+    "Committee",
+    "CNNClassifier",
+    "MultiLabelCNNClassifier",
+    "SkalError",
+    "SkalValueError",
+    "SkalTypeError",
+    "NotFittedError",
+    "__version__",
+]

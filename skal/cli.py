@@ -1,0 +1,163 @@
+"""The ``skal`` command line.
+
+``skal simulate`` runs a simulated active-learning campaign (strategies x seeds x
+rounds) on labelled data, prints a summary table and writes ``results.json`` and
+``learning_curves.png``. With no ``--data`` it uses scikit-learn's bundled digits images,
+so it runs anywhere without a download.
+"""
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .exceptions import SkalError
+
+__all__ = ["main", "build_parser", "format_summary"]
+
+
+def _load(args):
+    """Return ``(X_pool, y_pool, X_test, y_test, description)`` for ``--data``."""
+    from sklearn.model_selection import train_test_split
+
+    if args.data == "digits":
+        from .data import load_digits_images
+
+        X, y = load_digits_images()
+        X_pool, X_test, y_pool, y_test = train_test_split(
+            X, y, test_size=0.25, stratify=y, random_state=0)
+        return X_pool, y_pool, X_test, y_test, "digits (scikit-learn, 8x8)"
+    path = Path(args.data)
+    if path.is_dir():
+        from .data import load_dicom_folder
+
+        if not args.labels:
+            raise SystemExit("error: a DICOM folder needs --labels LABELS.csv")
+        X, y, _ = load_dicom_folder(path, args.labels, size=args.size)
+        stratify = y if y.ndim == 1 else None
+        X_pool, X_test, y_pool, y_test = train_test_split(
+            X, y, test_size=args.test_fraction, stratify=stratify, random_state=0)
+        return X_pool, y_pool, X_test, y_test, f"DICOM folder {path}"
+    from .data import load_medmnist
+
+    data = load_medmnist(path)
+    return data.X_train, data.y_train, data.X_test, data.y_test, f"MedMNIST {path.name}"
+
+
+def _estimator(args, multilabel):
+    from .nets import CNNClassifier, MultiLabelCNNClassifier, ResNet18, SmallCNN
+
+    module = {"small": SmallCNN, "resnet18": ResNet18}[args.net]
+    cls = MultiLabelCNNClassifier if multilabel else CNNClassifier
+    params = dict(module=module, max_epochs=args.epochs, min_steps=args.min_steps,
+                  device=args.device)
+    return cls(**params)
+
+
+def _fmt(value, spec):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return format(value, spec)
+
+
+def format_summary(summary):
+    """The summary of :meth:`SimulationResult.summary` as a text table."""
+    metric = summary["metric"].upper() if summary["metric"] == "auroc" else summary["metric"]
+    has_base = summary["baseline"] is not None
+    target = summary["target"]
+    header = ["strategy", "AULC", "dAULC vs random (SE)", f"final {metric}",
+              "labels to target", "ratio vs random"]
+    lines = []
+    for row in summary["rows"]:
+        diff = (f"{row['aulc_diff']:+.4f} ({_fmt(row['aulc_diff_se'], '.4f')})"
+                if has_base else "n/a")
+        lines.append([
+            row["strategy"], f"{row['aulc']:.4f}", diff,
+            f"{row['final']:.4f} ± {row['final_std']:.4f}",
+            _fmt(row.get("labels_to_target"), "d") if target is not None else "n/a",
+            (_fmt(row.get("ratio"), ".2f") + "x") if row.get("ratio") is not None else "n/a",
+        ])
+    widths = [max(len(str(r[i])) for r in [header] + lines) for i in range(len(header))]
+    text = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths))]
+    text.append("  ".join("-" * w for w in widths))
+    text += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in lines]
+    if target is not None:
+        text.append(f"target: {metric} >= {target:.4f} "
+                    f"({'random' if has_base else 'given'}'s final mean), held until the end")
+    return "\n".join(text)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="skal", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sim = sub.add_parser(
+        "simulate", help="simulate active-learning campaigns on labelled data",
+        description="Simulate pool-based active learning with known labels and compare "
+                    "strategies against random selection.")
+    sim.add_argument("--data", default="digits",
+                     help="'digits' (bundled, default), a MedMNIST .npz file, or a DICOM "
+                          "folder (with --labels)")
+    sim.add_argument("--labels", help="CSV of labels for a DICOM folder (columns path,label)")
+    sim.add_argument("--size", type=int, default=64, help="DICOM images are resized to this")
+    sim.add_argument("--test-fraction", type=float, default=0.25,
+                     help="held-out share for data without a test split")
+    sim.add_argument("--strategies", default="random,uncertainty,margin,entropy",
+                     help="comma-separated names (default: %(default)s)")
+    sim.add_argument("--seeds", type=int, default=3, help="paired seeds (default: %(default)s)")
+    sim.add_argument("--initial", type=int, default=10, help="initial labelled images")
+    sim.add_argument("--batch", type=int, default=10, help="images queried per round")
+    sim.add_argument("--rounds", type=int, default=10, help="query rounds")
+    sim.add_argument("--metric", choices=["auto", "accuracy", "auroc"], default="auto")
+    sim.add_argument("--target", type=float, default=None,
+                     help="metric target for labels-to-target (default: random's final)")
+    sim.add_argument("--net", choices=["small", "resnet18"], default="small")
+    sim.add_argument("--epochs", type=int, default=30, help="max epochs per fit")
+    sim.add_argument("--min-steps", type=int, default=200,
+                     help="at least this many optimizer steps per fit (default: %(default)s)")
+    sim.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    sim.add_argument("--out", default="skal-results", help="output folder")
+    sim.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return parser
+
+
+def _simulate(args):
+    from .query.registry import get_strategy
+    from .simulate import simulate
+
+    X_pool, y_pool, X_test, y_test, description = _load(args)
+    multilabel = np.asarray(y_pool).ndim == 2
+    names = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    strategies = {name: get_strategy(name) for name in names}
+    print(f"skal simulate: {description}; pool {len(y_pool)}, test {len(y_test)}; "
+          f"strategies {', '.join(names)}; {args.seeds} seeds; {args.initial} initial + "
+          f"{args.rounds} x {args.batch} labels", flush=True)
+    result = simulate(
+        _estimator(args, multilabel), strategies, X_pool, y_pool, X_test, y_test,
+        n_initial=args.initial, batch_size=args.batch, n_rounds=args.rounds,
+        seeds=args.seeds, metric=None if args.metric == "auto" else args.metric,
+        progress=not args.no_progress)
+    summary = result.summary(target=args.target)
+    print(format_summary(summary))
+    out = Path(args.out)
+    result.to_json(out / "results.json")
+    result.plot(out / "learning_curves.png", target=summary["target"])
+    print(f"wrote {out / 'results.json'} and {out / 'learning_curves.png'}")
+    return 0
+
+
+def main(argv=None):
+    """Entry point of the ``skal`` command."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "simulate":
+            return _simulate(args)
+    except SkalError as exc:
+        print(f"skal: error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

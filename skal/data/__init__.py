@@ -1,0 +1,22 @@
+"""Data loading: MedMNIST npz files, the bundled digits images, pools and DICOM."""
+
+from .digits import load_digits_images
+from .medmnist import MedMNISTData, load_medmnist
+from .pool import is_dataset, iter_pool, materialize, pool_length, take
+from .dicom import DicomDataset, DicomReader, DicomReadError, load_dicom_folder, read_dicom
+
+__all__ = [
+    "load_digits_images",
+    "load_medmnist",
+    "MedMNISTData",
+    "is_dataset",
+    "iter_pool",
+    "materialize",
+    "pool_length",
+    "take",
+    "read_dicom",
+    "DicomReader",
+    "DicomDataset",
+    "DicomReadError",
+    "load_dicom_folder",
+]

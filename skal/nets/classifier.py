@@ -1,0 +1,132 @@
+"""``CNNClassifier``: a skorch ``NeuralNetClassifier`` for single-label images."""
+
+import numpy as np
+import torch
+from skorch import NeuralNetClassifier
+from torch import nn
+
+from ..exceptions import SkalValueError
+from .base import ImageClassifierMixin
+from .small_cnn import SmallCNN
+
+__all__ = ["CNNClassifier", "encode_labels"]
+
+
+def encode_labels(y, classes):
+    """Map labels to positions in ``classes``; raise on labels outside ``classes``."""
+    classes = np.asarray(classes)
+    sorter = np.argsort(classes, kind="stable")
+    pos = np.searchsorted(classes, y, sorter=sorter)
+    pos = np.clip(pos, 0, len(classes) - 1)
+    idx = sorter[pos]
+    unknown = classes[idx] != y
+    if np.any(unknown):
+        raise SkalValueError(
+            f"y contains labels {np.unique(np.asarray(y)[unknown])[:10].tolist()} that are "
+            f"not among the classes {classes.tolist()}; set `classes` to every class the "
+            "task has, or refit from scratch."
+        )
+    return idx.astype(np.int64)
+
+
+class CNNClassifier(ImageClassifierMixin, NeuralNetClassifier):
+    """Convolutional image classifier (binary or multi-class), a skorch
+    ``NeuralNetClassifier`` with skal's image handling.
+
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance, default=SmallCNN
+        The network. Any module whose output comes from a final ``nn.Linear`` works
+        (see ``final_layer``). ``in_channels`` and ``n_outputs`` are filled in from the
+        data when the module class's constructor declares them; set other module
+        arguments with ``module__<name>``.
+    criterion : default=torch.nn.CrossEntropyLoss
+        Loss on logits. (skorch's default ``NLLLoss`` expects log-probabilities and
+        would train to chance on logits.)
+    optimizer : default=torch.optim.AdamW
+    lr : float, default=1e-3
+    max_epochs : int, default=30
+        Epochs per fit (raised for small sets by ``min_steps``).
+    batch_size : int, default=32
+        Training batch size.
+    train_split : default=None
+        No internal validation split: labelled sets in active learning are tiny.
+    classes : array-like or None
+        The full set of classes, if known up front (lets a net trained on a few labels
+        already output every class).
+    random_state : int, RandomState or None
+        Seeds weight initialisation, shuffling and dropout (torch) so one seed gives one
+        result. ``None`` uses torch's global generator.
+    final_layer : str or None
+        Name of the final ``nn.Linear`` (e.g. ``"classifier"`` for a DenseNet); ``None``
+        finds it with a forward hook.
+    predict_batch_size : int, default=256
+        Batch size for prediction, embedding and pool scoring.
+    min_steps : int or None, default=200
+        Train at least this many optimizer steps: ``max_epochs`` is raised for small
+        training sets (with 10 labels an epoch is one step). ``None`` trains exactly
+        ``max_epochs`` epochs.
+    augment : float or None, default=0.1
+        Training-time random translation of up to this fraction of the image size
+        (:func:`skal.nets.augment.random_shift`; no flips or rotations, which are not
+        label-preserving for chest X-rays). ``None`` disables augmentation.
+    **kwargs
+        Any other skorch parameter (``callbacks``, ``device``, ``module__dropout``, ...).
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        Class labels; ``predict`` returns values from it.
+    n_channels_in_ : int
+        Image channels seen in ``fit``.
+    n_outputs_ : int
+        Logits per sample.
+    final_layer_ : torch.nn.Linear
+        The final layer, ``z = W h + b``.
+    """
+
+    def __init__(self, module=SmallCNN, *args, criterion=nn.CrossEntropyLoss,
+                 optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=30, batch_size=32,
+                 train_split=None, classes=None, verbose=0, random_state=None,
+                 final_layer=None, predict_batch_size=256, min_steps=200, augment=0.1,
+                 **kwargs):
+        kwargs.setdefault("iterator_train__shuffle", True)
+        super().__init__(module, *args, criterion=criterion, optimizer=optimizer, lr=lr,
+                         max_epochs=max_epochs, batch_size=batch_size,
+                         train_split=train_split, classes=classes, verbose=verbose,
+                         **kwargs)
+        self.random_state = random_state
+        self.final_layer = final_layer
+        self.predict_batch_size = predict_batch_size
+        self.min_steps = min_steps
+        self.augment = augment
+
+    def _encode_targets(self, y, reset, classes=None):
+        classes = self.classes if classes is None else classes
+        if reset:
+            if classes is not None:
+                classes = np.asarray(classes)
+                if len(classes) < 2:
+                    raise SkalValueError("classes must list at least two classes.")
+            else:
+                classes = np.unique(y)
+                if len(classes) < 2:
+                    raise SkalValueError(
+                        f"y has a single class ({classes.tolist()}); a classifier needs at "
+                        "least two. Label at least one sample of another class, or pass "
+                        "classes=[...] with every class of the task."
+                    )
+            encoded = encode_labels(y, classes)
+            self.classes_inferred_ = classes
+            self.n_outputs_ = len(classes)
+            return encoded
+        return encode_labels(y, self.classes_)
+
+    @staticmethod
+    def logits_to_proba(z):
+        """Softmax over classes."""
+        return torch.softmax(z, dim=1)
+
+    def predict(self, X):
+        """Most probable class for each image (values from ``classes_``)."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

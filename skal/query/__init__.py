@@ -1,0 +1,31 @@
+"""Query strategies and the measures behind them.
+
+A strategy is ``strategy(learner, X_pool, n_instances=1, **kw) -> (indices, scores)``
+(modAL's convention); measures (``classifier_entropy``, ...) are separate functions.
+"""
+
+from .base import multi_argmax, score_pool
+from .disagreement import (KL_max_disagreement, consensus_entropy,
+                           consensus_entropy_sampling, max_disagreement_sampling,
+                           vote_entropy, vote_entropy_sampling)
+from .random import random_sampling
+from .uncertainty import (classifier_entropy, classifier_margin, classifier_uncertainty,
+                          entropy_sampling, margin_sampling, uncertainty_sampling)
+
+__all__ = [
+    "random_sampling",
+    "uncertainty_sampling",
+    "margin_sampling",
+    "entropy_sampling",
+    "classifier_uncertainty",
+    "classifier_margin",
+    "classifier_entropy",
+    "vote_entropy",
+    "consensus_entropy",
+    "KL_max_disagreement",
+    "vote_entropy_sampling",
+    "consensus_entropy_sampling",
+    "max_disagreement_sampling",
+    "multi_argmax",
+    "score_pool",
+]

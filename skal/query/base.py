@@ -1,0 +1,125 @@
+"""The one scoring loop and the selection helpers every strategy shares.
+
+A strategy is a *score* (higher = more worth a label) computed batch by batch over
+the pool by :func:`score_pool`, then a *selection* (:func:`multi_argmax` for top-k).
+Strategies return ``(indices, scores)``, as modAL >= 0.4 does, so they also run in
+``modAL.models.ActiveLearner.query``.
+"""
+
+import numpy as np
+
+from ..data.pool import iter_pool, pool_length
+from ..exceptions import SkalValueError
+from ..utils.validation import check_n_instances
+
+__all__ = ["score_pool", "predict_proba_pool", "multi_argmax", "fitted_estimator",
+           "is_multilabel", "aggregate_labels"]
+
+
+def fitted_estimator(learner):
+    """The fitted model behind a learner: skal's ``estimator_``, modAL's ``estimator``,
+    or the object itself when a bare classifier is passed."""
+    estimator = getattr(learner, "estimator_", None)
+    if estimator is None:
+        estimator = getattr(learner, "estimator", learner)
+    return estimator
+
+
+def is_multilabel(learner):
+    """Whether the learner's model predicts independent labels (sigmoid outputs)."""
+    return bool(getattr(fitted_estimator(learner), "_multilabel", False))
+
+
+def score_pool(score_batch, X, batch_size=None):
+    """Apply ``score_batch`` to each batch of the pool and gather one score per sample.
+
+    This is the single batched loop behind every pool-scoring strategy in skal. Only one
+    batch of the pool is in memory at a time (arrays and memmaps are sliced; torch
+    Datasets are read through a DataLoader).
+
+    Parameters
+    ----------
+    score_batch : callable
+        ``batch -> array of shape (len(batch),)`` or ``(len(batch), k)``.
+    X : ndarray, np.memmap, torch.Tensor or torch Dataset
+        The pool.
+    batch_size : int or None
+        Samples per batch (default 256).
+
+    Returns
+    -------
+    scores : ndarray of shape (n_samples,) or (n_samples, k), float64
+    """
+    n = pool_length(X)
+    if n == 0:
+        raise SkalValueError("The pool is empty: there is nothing to score.")
+    out = None
+    for start, batch in iter_pool(X, batch_size):
+        values = np.asarray(score_batch(batch), dtype=np.float64)
+        if values.shape[0] != len(batch):
+            raise SkalValueError(
+                f"The scoring function returned {values.shape[0]} values for a batch of "
+                f"{len(batch)} samples."
+            )
+        if out is None:
+            out = np.empty((n,) + values.shape[1:], dtype=np.float64)
+        out[start:start + len(values)] = values
+    return out
+
+
+def predict_proba_pool(classifier, X, batch_size=None):
+    """``classifier.predict_proba`` over the pool, batch by batch."""
+    return score_pool(classifier.predict_proba, X, batch_size)
+
+
+def aggregate_labels(per_label, aggregate):
+    """Combine per-label scores ``(n, n_labels)`` into one score per sample."""
+    if aggregate == "sum":
+        return per_label.sum(axis=1)
+    if aggregate == "mean":
+        return per_label.mean(axis=1)
+    if aggregate == "max":
+        return per_label.max(axis=1)
+    raise SkalValueError(f"aggregate must be 'sum', 'mean' or 'max'; got {aggregate!r}.")
+
+
+def multi_argmax(values, n_instances=1, random_state=None):
+    """Indices of the ``n_instances`` largest values, largest first.
+
+    Ties are broken by a random permutation seeded with ``random_state`` (an int gives
+    the same choice every time); with ``random_state=None`` the lower index wins, which
+    is also deterministic.
+
+    Returns
+    -------
+    indices : ndarray of int, values : ndarray
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1:
+        raise SkalValueError(f"Scores must be 1-d; got shape {values.shape}.")
+    n_instances = check_n_instances(n_instances, len(values))
+    if np.isnan(values).any():
+        raise SkalValueError(
+            "The strategy produced NaN scores; check the model's outputs for NaN."
+        )
+    if random_state is None:
+        tie_break = np.arange(len(values))
+    else:
+        tie_break = np.random.default_rng(_seed_of(random_state)).permutation(len(values))
+    if n_instances < len(values):
+        # Keep every candidate tied with the k-th largest value, then sort those only.
+        threshold = np.partition(values, len(values) - n_instances)[len(values) - n_instances]
+        candidates = np.flatnonzero(values >= threshold)
+    else:
+        candidates = np.arange(len(values))
+    order = np.lexsort((tie_break[candidates], -values[candidates]))[:n_instances]
+    indices = candidates[order]
+    return indices, values[indices]
+
+
+def _seed_of(random_state):
+    if isinstance(random_state, np.random.RandomState):
+        return random_state.randint(0, 2**31 - 1)
+    if isinstance(random_state, np.random.Generator):
+        return random_state.integers(0, 2**31 - 1)
+    return random_state

@@ -1,0 +1,41 @@
+"""Seeding that makes numpy, torch and skorch runs repeatable without side effects."""
+
+import contextlib
+import numbers
+
+import numpy as np
+import torch
+
+__all__ = ["resolve_seed", "torch_seed"]
+
+
+def resolve_seed(random_state, offset=0):
+    """Turn ``random_state`` (None, int or ``np.random.RandomState``) into an int seed.
+
+    ``None`` gives ``None`` (use the global generators). An int gives ``int + offset``
+    (kept in torch's range). A ``RandomState`` is advanced to draw a seed.
+    """
+    if random_state is None:
+        return None
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return (int(random_state) + int(offset)) % (2**63 - 1)
+    raise TypeError(
+        f"random_state must be None, an int or a numpy RandomState; got {random_state!r}."
+    )
+
+
+@contextlib.contextmanager
+def torch_seed(seed):
+    """Run a block with torch's generators seeded, restoring their state afterwards.
+
+    With ``seed=None`` the block runs on the global generators, untouched.
+    """
+    if seed is None:
+        yield
+        return
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

@@ -1,0 +1,187 @@
+"""Input validation shared by every estimator and learner.
+
+Each check raises a :mod:`skal.exceptions` error that says what is wrong and how to fix
+it, before any state is changed.
+"""
+
+import numbers
+
+import numpy as np
+import torch
+
+from ..exceptions import SkalTypeError, SkalValueError
+from ..data.pool import is_dataset, pool_length
+
+__all__ = [
+    "check_images",
+    "check_labels",
+    "check_consistent_length",
+    "check_n_instances",
+    "to_image_tensor",
+    "check_finite",
+]
+
+_NUMERIC_KINDS = "biuf"
+
+
+def check_finite(X, name="X"):
+    """Raise if a float array contains NaN or infinity."""
+    if isinstance(X, torch.Tensor):
+        if X.is_floating_point() and not bool(torch.isfinite(X).all()):
+            raise SkalValueError(
+                f"{name} contains NaN or infinite values; clean or impute them before "
+                "passing the images to skal."
+            )
+        return
+    if X.dtype.kind == "f" and not np.isfinite(X).all():
+        raise SkalValueError(
+            f"{name} contains NaN or infinite values; clean or impute them before passing "
+            "the images to skal."
+        )
+
+
+def check_images(X, *, name="X", ndims=(3, 4), allow_dataset=True, check_values=True):
+    """Validate an image array (or a torch Dataset) and return it without copying.
+
+    Parameters
+    ----------
+    X : array-like, np.memmap, torch.Tensor or torch Dataset
+        Images of shape ``(n, H, W)`` or ``(n, C, H, W)``.
+    name : str
+        Name used in error messages.
+    ndims : tuple of int
+        Accepted numbers of dimensions.
+    allow_dataset : bool
+        Whether a torch ``Dataset`` is accepted (it is checked lazily, batch by batch).
+    check_values : bool
+        Scan float data for NaN / inf (a full pass; skip it for huge memmaps, which are
+        checked batch by batch while they are scored).
+    """
+    if X is None:
+        raise SkalValueError(f"{name} is None; pass an array of images.")
+    if is_dataset(X):
+        if not allow_dataset:
+            raise SkalTypeError(f"{name} must be an array here, not a torch Dataset.")
+        if pool_length(X) == 0:
+            raise SkalValueError(f"{name} is empty; it must contain at least one image.")
+        return X
+    if not isinstance(X, (np.ndarray, torch.Tensor)):
+        if isinstance(X, (str, bytes)) or not hasattr(X, "__len__"):
+            raise SkalTypeError(
+                f"{name} must be an array of images (numpy array, memmap, tensor) or a "
+                f"torch Dataset; got {type(X).__name__}."
+            )
+        try:
+            X = np.asarray(X)
+        except (ValueError, TypeError) as exc:
+            raise SkalValueError(
+                f"{name} could not be converted to an array: {exc}. Pass images of one shape."
+            ) from exc
+    dtype_kind = "f" if isinstance(X, torch.Tensor) and X.is_floating_point() else (
+        "i" if isinstance(X, torch.Tensor) else X.dtype.kind)
+    if dtype_kind not in _NUMERIC_KINDS:
+        raise SkalTypeError(
+            f"{name} has dtype {X.dtype}; images must be numeric (uint8, integer or float)."
+        )
+    if X.ndim not in ndims:
+        shapes = " or ".join({3: "(n, H, W)", 4: "(n, C, H, W)", 2: "(n, n_features)"}[d] for d in ndims)
+        raise SkalValueError(
+            f"{name} has shape {tuple(X.shape)} ({X.ndim} dimensions); expected {shapes}. "
+            "A single image needs a leading batch axis, e.g. X[None]."
+        )
+    if X.shape[0] == 0:
+        raise SkalValueError(f"{name} is empty; it must contain at least one image.")
+    if check_values:
+        check_finite(X, name)
+    return X
+
+
+def check_labels(y, *, name="y", multilabel=False):
+    """Validate labels: 1-d for single-label, 2-d multi-hot for multi-label."""
+    if y is None:
+        raise SkalValueError(f"{name} is None; labels are required.")
+    y = np.asarray(y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y)
+    if multilabel:
+        if y.ndim != 2:
+            raise SkalValueError(
+                f"{name} has shape {y.shape}; multi-label targets must be a 2-d multi-hot "
+                "array of shape (n_samples, n_labels)."
+            )
+        if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+            raise SkalValueError(f"{name} must contain only 0 and 1 (multi-hot labels).")
+        return y
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise SkalValueError(
+            f"{name} has shape {y.shape}; single-label targets must be 1-d. For multi-label "
+            "targets use MultiLabelCNNClassifier."
+        )
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise SkalValueError(f"{name} contains NaN or infinite labels.")
+    if y.dtype.kind == "O":
+        if any(v is None for v in y):
+            raise SkalValueError(f"{name} contains missing labels (None).")
+    return y
+
+
+def check_consistent_length(X, y, names=("X", "y")):
+    """Raise unless ``X`` and ``y`` have the same number of samples."""
+    n_x, n_y = pool_length(X), len(y)
+    if n_x != n_y:
+        raise SkalValueError(
+            f"{names[0]} has {n_x} samples but {names[1]} has {n_y}; they must match "
+            "one label per image."
+        )
+
+
+def check_n_instances(n_instances, n_pool):
+    """Validate a query size against the pool size and return it as an int."""
+    if isinstance(n_instances, bool) or not isinstance(n_instances, numbers.Integral):
+        raise SkalTypeError(f"n_instances must be an integer; got {n_instances!r}.")
+    if n_pool == 0:
+        raise SkalValueError("The pool is empty: there is nothing left to query.")
+    if n_instances <= 0:
+        raise SkalValueError(f"n_instances must be at least 1; got {n_instances}.")
+    if n_instances > n_pool:
+        raise SkalValueError(
+            f"n_instances={n_instances} is larger than the pool ({n_pool} samples); ask "
+            "for at most the pool size."
+        )
+    return int(n_instances)
+
+
+def to_image_tensor(batch, *, name="X"):
+    """Convert one batch of images to a float32 ``(n, C, H, W)`` tensor.
+
+    uint8 images are scaled by 1/255; other integer types are cast; float images are
+    used as given. NaN / inf are rejected. ``(n, H, W)`` gains a channel axis.
+    """
+    if isinstance(batch, torch.Tensor):
+        t = batch
+    else:
+        arr = np.asarray(batch)
+        if arr.dtype.kind not in _NUMERIC_KINDS:
+            raise SkalTypeError(f"{name} has dtype {arr.dtype}; images must be numeric.")
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:
+            # A read-only batch (e.g. a slice of an np.memmap opened with mode="r"):
+            # copy this one batch so torch does not warn about non-writable memory.
+            arr = arr.copy()
+        t = torch.from_numpy(arr)
+    if t.dtype == torch.uint8:
+        t = t.to(torch.float32).div_(255.0)
+    elif t.dtype != torch.float32:
+        t = t.to(torch.float32)
+    if t.ndim == 3:
+        t = t.unsqueeze(1)
+    elif t.ndim != 4:
+        raise SkalValueError(
+            f"{name} batch has shape {tuple(t.shape)}; expected (n, H, W) or (n, C, H, W)."
+        )
+    if not bool(torch.isfinite(t).all()):
+        raise SkalValueError(
+            f"{name} contains NaN or infinite values; clean or impute them before passing "
+            "the images to skal."
+        )
+    return t

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny, fast settings and the optional real-data folder.
+
+The real medical data lives beside the project (``../shared/data`` from the repository
+root) and is never copied into it. Point ``SKAL_DATA_DIR`` elsewhere to use another
+copy; tests that need it skip cleanly when it is absent.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir():
+    """The folder of shared real data, or None when it is absent."""
+    path = Path(os.environ.get("SKAL_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+    return path if path.is_dir() else None
+
+
+@pytest.fixture
+def data_dir():
+    """Path of the shared real-data folder; skips the test when it is absent."""
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("shared real data not found (set SKAL_DATA_DIR)")
+    return path
+
+
+@pytest.fixture
+def data_file(data_dir):
+    """Return a function that resolves a file under the data folder or skips."""
+
+    def resolve(relative):
+        path = data_dir / relative
+        if not path.exists():
+            pytest.skip(f"{relative} not found under {data_dir}")
+        return path
+
+    return resolve

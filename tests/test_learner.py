@@ -1,0 +1,385 @@
+"""ActiveLearner: query, teach, in-place training buffers, sklearn contract, seeding."""
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.linear_model import LogisticRegression
+
+from skal import ActiveLearner, CNNClassifier, NotFittedError
+from skal.data import load_digits_images
+from skal.query import entropy_sampling, margin_sampling, random_sampling, uncertainty_sampling
+from skal.utils.buffer import GrowableArray
+
+# min_steps=None / augment=None: exactly max_epochs epochs, no augmentation.
+FAST = dict(min_steps=None, augment=None)
+TINY = dict(FAST, module__widths=(8,), module__hidden=16, max_epochs=2, batch_size=16)
+
+
+def tiny_net(**kw):
+    return CNNClassifier(**{**TINY, "random_state": 0, **kw})
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits_images()
+    return X[:200], y[:200] % 2
+
+
+class CountingClassifier(ClassifierMixin, BaseEstimator):
+    """A fast sklearn classifier that records what it was fitted on."""
+
+    def __init__(self, tag=0):
+        self.tag = tag
+
+    def fit(self, X, y, **kw):
+        self.classes_ = np.unique(y)
+        self.n_fit_ = len(X)
+        self.fit_kwargs_ = kw
+        self.mean_ = np.asarray(X, dtype=float).reshape(len(X), -1).mean()
+        return self
+
+    def predict_proba(self, X):
+        X = np.asarray(X, dtype=float).reshape(len(X), -1)
+        p = 1 / (1 + np.exp(-(X.mean(1) - self.mean_) * 10))
+        return np.stack([1 - p, p], axis=1)[:, : len(self.classes_)]
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+
+# --------------------------------------------------------------------- query
+@pytest.mark.parametrize("strategy", [uncertainty_sampling, margin_sampling,
+                                      entropy_sampling, random_sampling])
+def test_query_returns_indices_and_samples(digits, strategy):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(), strategy, X_training=X[:30], y_training=y[:30])
+    pool = X[100:180]
+    indices, X_query = learner.query(pool, n_instances=7)
+    assert indices.shape == (7,)
+    assert indices.dtype.kind in "iu"
+    assert len(set(indices.tolist())) == 7
+    assert indices.min() >= 0 and indices.max() < len(pool)
+    np.testing.assert_array_equal(X_query, pool[indices])
+
+
+def test_uncertainty_query_picks_most_uncertain(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(), X_training=X[:30], y_training=y[:30])
+    pool = X[100:180]
+    indices, _, scores = learner.query(pool, n_instances=5, return_metrics=True)
+    uncertainty = 1 - learner.predict_proba(pool).max(1)
+    np.testing.assert_allclose(scores, uncertainty[indices], atol=1e-6)
+    assert scores.min() >= np.sort(uncertainty)[-5] - 1e-6
+    assert np.all(np.diff(scores) <= 1e-12)    # most uncertain first
+
+
+def test_query_single_instance_default(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(), X_training=X[:30], y_training=y[:30])
+    indices, X_query = learner.query(X[100:120])
+    assert indices.shape == (1,) and X_query.shape == (1, 1, 8, 8)
+
+
+def test_return_metrics_random_sampling_none(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(), random_sampling, X_training=X[:30], y_training=y[:30])
+    indices, X_query, metrics = learner.query(X[100:150], n_instances=3, return_metrics=True)
+    assert len(indices) == 3 and metrics is None
+
+
+def test_query_random_state_passes_through(digits):
+    X, y = digits
+    seen = {}
+
+    def strategy(learner, X_pool, n_instances=1, **kw):
+        seen.update(kw)
+        return random_sampling(learner, X_pool, n_instances, **kw)
+
+    learner = ActiveLearner(tiny_net(), strategy, X_training=X[:30], y_training=y[:30])
+    a, _ = learner.query(X[100:180], n_instances=5, random_state=11)
+    assert seen == {"random_state": 11}
+    b, _ = learner.query(X[100:180], n_instances=5, random_state=11)
+    c, _ = learner.query(X[100:180], n_instances=5, random_state=12)
+    np.testing.assert_array_equal(a, b)
+    assert set(a.tolist()) != set(c.tolist())
+
+
+def test_query_strategy_returning_bare_indices(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(), lambda lrn, Xp, n_instances=1: np.arange(n_instances),
+                            X_training=X[:30], y_training=y[:30])
+    indices, X_query = learner.query(X[100:120], n_instances=4)
+    np.testing.assert_array_equal(indices, [0, 1, 2, 3])
+
+
+# --------------------------------------------------------------------- teach
+def test_teach_grows_training_data(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(), X_training=X[:20], y_training=y[:20])
+    pool, pool_y = X[100:200], y[100:200]
+    indices, X_query = learner.query(pool, n_instances=5)
+    learner.teach(X_query, pool_y[indices])
+    assert len(learner.X_training_) == len(learner.y_training_) == 25
+    np.testing.assert_array_equal(learner.X_training_[:20], X[:20])
+    np.testing.assert_array_equal(learner.X_training_[20:], pool[indices])
+    np.testing.assert_array_equal(learner.y_training_[20:], pool_y[indices])
+    learner.teach(pool[:3], pool_y[:3])
+    assert len(learner.X_training_) == 28
+    assert learner.estimator_.n_channels_in_ == 1
+
+
+def test_teach_refits_on_all_data():
+    rng = np.random.default_rng(0)
+    X = rng.random((30, 4))
+    y = np.arange(30) % 2
+    learner = ActiveLearner(CountingClassifier(), X_training=X[:10], y_training=y[:10])
+    learner.teach(X[10:15], y[10:15])
+    assert learner.estimator_.n_fit_ == 15
+    learner.teach(X[15:16], y[15:16], only_new=True)
+    assert learner.estimator_.n_fit_ == 1            # no partial_fit: fit on new only
+    assert len(learner.X_training_) == 16
+
+
+def test_teach_without_initial_data_fits(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net())
+    with pytest.raises(NotFittedError):
+        learner.query(X[:10])
+    learner.teach(X[:20], y[:20])
+    assert len(learner.X_training_) == 20
+    assert learner.predict(X[:5]).shape == (5,)
+
+
+def test_fit_replaces_training_data(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(), X_training=X[:20], y_training=y[:20])
+    learner.teach(X[20:30], y[20:30])
+    learner.fit(X[50:62], y[50:62])
+    assert len(learner.X_training_) == 12
+    np.testing.assert_array_equal(learner.X_training_, X[50:62])
+
+
+# ----------------------------------------------------------- growable buffer
+def test_buffer_grows_geometrically():
+    rng = np.random.default_rng(0)
+    X = rng.random((120, 4))
+    y = np.arange(120) % 2
+    learner = ActiveLearner(CountingClassifier(), X_training=X[:10], y_training=y[:10])
+    learner.predict(X[:1])                              # lazy initial fit
+    buffer = learner._X_buffer
+    reallocations = 0
+    previous = buffer._data
+    for i in range(10, 60):
+        learner.teach(X[i:i + 1], y[i:i + 1])
+        if buffer._data is not previous:
+            reallocations += 1
+            previous = buffer._data
+        assert learner._X_buffer is buffer               # one buffer object, grown in place
+    assert len(learner.X_training_) == 60
+    assert reallocations <= math.ceil(math.log2(60)) - 3    # 16 -> 32 -> 64: 2
+    assert buffer.capacity >= 60 and buffer.capacity < 2 * 60
+    np.testing.assert_array_equal(learner.X_training_, X[:60])
+    np.testing.assert_array_equal(learner.y_training_, y[:60])
+
+
+def test_training_data_not_restacked(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(max_epochs=1), X_training=X[:20], y_training=y[:20])
+    learner.teach(X[20:21], y[20:21])          # the first growth: capacity doubles
+    assert learner._X_buffer.capacity >= 40
+    first = learner.X_training_
+    learner.teach(X[21:22], y[21:22])
+    second = learner.X_training_
+    learner.teach(X[22:23], y[22:23])
+    third = learner.X_training_
+    assert np.shares_memory(first, second) and np.shares_memory(second, third)
+    assert np.shares_memory(third, learner._X_buffer._data)
+    assert np.shares_memory(learner.y_training_, learner._y_buffer._data)
+    assert len(first) == 21 and len(third) == 23
+    np.testing.assert_array_equal(third, X[:23])
+
+
+def test_growable_array_unit():
+    buf = GrowableArray()
+    assert len(buf) == 0 and buf.view is None and buf.capacity == 0
+    buf.append(np.zeros((3, 2)))
+    assert buf.capacity == 16
+    data = buf._data
+    for _ in range(4):
+        buf.append(np.ones((3, 2)))
+    assert buf._data is data and len(buf) == 15
+    buf.append(np.ones((2, 2)))
+    assert buf.capacity == 32 and len(buf) == 17
+    np.testing.assert_array_equal(buf.view[:3], 0)
+    np.testing.assert_array_equal(buf.view[3:], 1)
+    buf.truncate(5)
+    assert len(buf) == 5 and buf.view.shape == (5, 2)
+    from skal import SkalValueError
+    with pytest.raises(SkalValueError):
+        buf.append(np.ones((1, 3)))
+    with pytest.raises(SkalValueError):
+        buf.truncate(6)
+
+
+# -------------------------------------------------------------- lazy fitting
+def test_lazy_initial_fit(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(), X_training=X[:20], y_training=y[:20])
+    assert not hasattr(learner, "estimator_")
+    # __init__ stores the parameters as given (sklearn contract)
+    assert learner.X_training is not None and learner.X_training.shape == (20, 1, 8, 8)
+    learner.predict(X[:3])
+    assert hasattr(learner, "estimator_")
+    assert learner.estimator_ is not learner.estimator
+    assert not hasattr(learner.estimator, "module_")     # the template is untouched
+    assert len(learner.X_training_) == 20
+
+
+def test_lazy_fit_on_training_attribute(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(), X_training=X[:20], y_training=y[:20])
+    assert len(learner.y_training_) == 20
+    assert hasattr(learner, "estimator_")
+
+
+def test_score(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(), X_training=X[:40], y_training=y[:40])
+    assert learner.score(X[100:150], y[100:150]) == pytest.approx(
+        (learner.predict(X[100:150]) == y[100:150]).mean())
+
+
+# ------------------------------------------------------------- sklearn API
+def test_get_set_params_with_fit_kwargs(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(), uncertainty_sampling, X_training=X[:20],
+                            y_training=y[:20], epochs=3)
+    params = learner.get_params(deep=False)
+    assert set(params) == {"estimator", "query_strategy", "X_training", "y_training", "epochs"}
+    assert params["epochs"] == 3
+    deep = learner.get_params(deep=True)
+    assert deep["estimator__max_epochs"] == 2
+    learner.set_params(epochs=4, query_strategy=margin_sampling, estimator__max_epochs=1)
+    assert learner.fit_kwargs == {"epochs": 4}
+    assert learner.query_strategy is margin_sampling
+    assert learner.estimator.max_epochs == 1
+
+
+def test_fit_kwargs_reach_estimator():
+    rng = np.random.default_rng(0)
+    X = rng.random((20, 4))
+    y = np.arange(20) % 2
+    learner = ActiveLearner(CountingClassifier(), X_training=X[:10], y_training=y[:10],
+                            sample_weight=None)
+    learner.predict(X[:1])
+    assert learner.estimator_.fit_kwargs_ == {"sample_weight": None}
+    learner.teach(X[10:12], y[10:12], extra=1)
+    assert learner.estimator_.fit_kwargs_ == {"sample_weight": None, "extra": 1}
+
+
+def test_clone_keeps_params_and_is_unfitted(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(), margin_sampling, X_training=X[:20],
+                            y_training=y[:20], epochs=2)
+    learner.teach(X[20:25], y[20:25])
+    cloned = clone(learner)
+    assert not hasattr(cloned, "estimator_")
+    assert cloned.query_strategy is margin_sampling
+    assert cloned.fit_kwargs == {"epochs": 2}
+    assert cloned.estimator is not learner.estimator
+    assert cloned.estimator.get_params()["module__widths"] == (8,)
+    assert not hasattr(cloned, "_X_buffer")
+    # the clone is lazily fitted on the original initial data, not on taught samples
+    assert len(cloned.X_training_) == 20
+
+
+def test_clone_without_data_raises_not_fitted(digits):
+    X, _ = digits
+    cloned = clone(ActiveLearner(tiny_net()))
+    with pytest.raises(NotFittedError):
+        cloned.predict(X[:2])
+
+
+# ---------------------------------------------------------- continued training
+def test_only_new_uses_partial_fit(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(), X_training=X[:30], y_training=y[:30])
+    learner.predict(X[:1])
+    before = learner.estimator_
+    weights = before.module_.fc.weight.detach().clone()
+    learner.teach(X[30:40], y[30:40], only_new=True)
+    after = learner.estimator_
+    assert after is not before                          # a copy is trained
+    assert len(before.history_) == 2                    # the old model is untouched
+    assert len(after.history_) == 4                     # training continued
+    assert after.history_[2]["batches"][0]["train_batch_size"] <= 10   # on new data only
+    np.testing.assert_array_equal(before.module_.fc.weight.detach(), weights)
+    assert not np.allclose(after.module_.fc.weight.detach(), weights)
+    assert len(learner.X_training_) == 40
+
+
+def test_warm_start_continues_training(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(warm_start=True), X_training=X[:30], y_training=y[:30])
+    learner.predict(X[:1])
+    assert len(learner.estimator_.history_) == 2
+    learner.teach(X[30:40], y[30:40])
+    assert len(learner.estimator_.history_) == 4
+    learner.teach(X[40:45], y[40:45])
+    assert len(learner.estimator_.history_) == 6
+    assert len(learner.X_training_) == 45
+
+
+def test_cold_refit_restarts_training(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(), X_training=X[:30], y_training=y[:30])
+    learner.teach(X[30:40], y[30:40])
+    assert len(learner.estimator_.history_) == 2
+    # a cold refit on all data equals fitting a fresh clone on the same data
+    fresh = clone(tiny_net()).fit(X[:40], y[:40])
+    np.testing.assert_array_equal(learner.predict_proba(X[100:120]),
+                                  fresh.predict_proba(X[100:120]))
+
+
+# --------------------------------------------------------------- determinism
+def test_same_random_state_same_campaign(digits):
+    X, y = digits
+    pool, pool_y = X[60:200], y[60:200]
+
+    def campaign(seed):
+        learner = ActiveLearner(tiny_net(random_state=seed), X_training=X[:20],
+                                y_training=y[:20])
+        picked = []
+        for _ in range(2):
+            indices, X_query = learner.query(pool, n_instances=4)
+            learner.teach(X_query, pool_y[indices])
+            picked.append(indices)
+        return np.concatenate(picked), learner.predict_proba(pool)
+
+    idx_a, p_a = campaign(1)
+    idx_b, p_b = campaign(1)
+    idx_c, p_c = campaign(2)
+    np.testing.assert_array_equal(idx_a, idx_b)
+    np.testing.assert_array_equal(p_a, p_b)
+    assert not np.allclose(p_a, p_c)
+
+
+def test_predict_proba_delegates(digits):
+    X, y = digits
+    learner = ActiveLearner(tiny_net(), X_training=X[:30], y_training=y[:30])
+    np.testing.assert_array_equal(learner.predict_proba(X[:10]),
+                                  learner.estimator_.predict_proba(X[:10]))
+    np.testing.assert_array_equal(learner.predict(X[:10]), learner.estimator_.predict(X[:10]))
+
+
+def test_flat_features_with_logistic_regression(digits):
+    X, y = digits
+    flat = X.reshape(len(X), -1)
+    learner = ActiveLearner(LogisticRegression(max_iter=200), X_training=flat[:30],
+                            y_training=y[:30])
+    indices, X_query = learner.query(flat[100:150], n_instances=3)
+    assert X_query.shape == (3, 64)
+    learner.teach(X_query, y[100:150][indices])
+    assert learner.X_training_.shape == (33, 64)
