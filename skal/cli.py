@@ -117,6 +117,11 @@ def build_parser():
     sim.add_argument("--min-steps", type=int, default=200,
                      help="at least this many optimizer steps per fit (default: %(default)s)")
     sim.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    sim.add_argument("--threads", type=int, default=1,
+                     help="torch CPU threads per process; small images train fastest on one "
+                          "(default: %(default)s)")
+    sim.add_argument("--n-jobs", type=int, default=1,
+                     help="campaigns run in parallel processes (default: %(default)s)")
     sim.add_argument("--out", default="skal-results", help="output folder")
     sim.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -126,6 +131,9 @@ def _simulate(args):
     from .query.registry import get_strategy
     from .simulate import simulate
 
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     X_pool, y_pool, X_test, y_test, description = _load(args)
     multilabel = np.asarray(y_pool).ndim == 2
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
@@ -137,7 +145,7 @@ def _simulate(args):
         _estimator(args, multilabel), strategies, X_pool, y_pool, X_test, y_test,
         n_initial=args.initial, batch_size=args.batch, n_rounds=args.rounds,
         seeds=args.seeds, metric=None if args.metric == "auto" else args.metric,
-        progress=not args.no_progress)
+        progress=not args.no_progress, n_jobs=args.n_jobs)
     summary = result.summary(target=args.target)
     print(format_summary(summary))
     out = Path(args.out)

@@ -468,3 +468,10 @@ def test_committee_bad_input_restores_all(binary):
         committee.query(probe, n_instances=0)
     for s in states:
         s.assert_unchanged()
+
+
+@pytest.mark.parametrize("random_state", ["abc", 1.5])
+def test_bad_random_state(binary, random_state):
+    X, y, _ = binary
+    with pytest.raises(SkalTypeError, match="random_state"):
+        tiny_net(random_state=random_state).fit(X, y)

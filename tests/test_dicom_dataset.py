@@ -1,6 +1,5 @@
 """Tests of skal.data.DicomDataset (lazy pools) and skal.data.load_dicom_folder."""
 
-import io
 import pickle
 
 import numpy as np

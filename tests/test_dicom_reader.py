@@ -9,13 +9,15 @@ import logging
 import pickle
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.filereader import read_file_meta_info
+from pydicom.pixels import apply_modality_lut, apply_voi_lut, get_decoder
 from pydicom.uid import (ExplicitVRLittleEndian, ImplicitVRLittleEndian,
                          SecondaryCaptureImageStorage, generate_uid)
 from sklearn.base import clone
@@ -102,7 +104,9 @@ def test_ct_small_defaults():
     assert np.isfinite(img).all()
 
 
-@pytest.mark.parametrize("size, shape", [(32, (32, 32)), ((20, 40), (20, 40)), ((256, 200), (256, 200))])
+@pytest.mark.parametrize("size, shape", [
+    (32, (32, 32)), ((20, 40), (20, 40)), ((256, 200), (256, 200)),
+])
 def test_resize_shapes(size, shape):
     img = read_dicom(bundled("CT_small.dcm"), size=size)
     assert img.shape == shape and img.dtype == np.float32
@@ -112,7 +116,7 @@ def test_resize_shapes(size, shape):
 def test_accepts_path_bytes_filelike_and_dataset(tmp_path):
     path = bundled("MR_small.dcm")
     expected = read_dicom(path, size=16)
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     (tmp_path / "mr.dcm").write_bytes(data)
     assert np.array_equal(read_dicom(tmp_path / "mr.dcm", size=16), expected)
     assert np.array_equal(read_dicom(data, size=16), expected)
@@ -263,7 +267,8 @@ def test_frames_all_on_single_frame_file():
 def test_rtdose_multiframe_bundled():
     path = bundled("rtdose.dcm")
     raw = pydicom.dcmread(path).pixel_array.astype(float)
-    np.testing.assert_allclose(read_dicom(path, frames="first", window=False), minmax(raw[0]), atol=1e-6)
+    first = read_dicom(path, frames="first", window=False)
+    np.testing.assert_allclose(first, minmax(raw[0]), atol=1e-6)
     assert read_dicom(path, frames="all").shape == (15, 10, 10)
 
 
@@ -329,7 +334,7 @@ def _check_chest_orientation(img):
 
 def test_real_cr_monochrome1_chest(data_file):
     path = data_file("dicom/real_cxr/CR-MONO1-10-chest.dcm")
-    assert open(path, "rb").read(132)[128:132] != b"DICM"  # no preamble, no meta
+    assert Path(path).read_bytes()[128:132] != b"DICM"  # no preamble, no meta
     full = read_dicom(path)
     assert full.shape == (440, 440) and full.dtype == np.float32
     _check_chest_orientation(read_dicom(path, size=64))
@@ -435,15 +440,22 @@ def test_multiframe_jpeg_without_decoder_names_the_extra(monkeypatch, data_file)
         assert "multiframe.dcm" in str(info.value)
 
 
-@pytest.mark.parametrize("name", ["JPEG-lossy.dcm", "JPGExtended.dcm", "MR_small_jpeg_ls_lossless.dcm",
-                                  "SC_rgb_jpeg_gdcm.dcm", "SC_rgb_jpeg.dcm", "examples_ybr_color.dcm"])
+@pytest.mark.parametrize("name", [
+    "JPEG-lossy.dcm", "JPGExtended.dcm", "MR_small_jpeg_ls_lossless.dcm",
+    "SC_rgb_jpeg_gdcm.dcm", "SC_rgb_jpeg.dcm", "examples_ybr_color.dcm",
+])
 def test_jpeg_with_installed_plugins_decodes_or_names_the_extra(name):
-    """Whatever decoders are installed here: an image, or an error naming the extra."""
+    """Whatever decoders are installed here: an image, or an error naming the extra
+    (a file that even the extra's plugins cannot decode gives a decoding error)."""
     path = bundled(name)
+    decoder = get_decoder(read_file_meta_info(path).TransferSyntaxUID)
     try:
         img = read_dicom(path, size=32)
     except DicomReadError as exc:
-        assert JPEG_EXTRA in str(exc)
+        if "pylibjpeg" in decoder.available_plugins:
+            assert "could not be decoded" in str(exc)
+        else:
+            assert JPEG_EXTRA in str(exc)
     else:
         assert img.shape == (32, 32) and np.isfinite(img).all()
 

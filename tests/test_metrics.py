@@ -42,7 +42,7 @@ def test_label_efficiency_ratio():
 
 def test_binary_auroc_and_accuracy():
     y = np.array([0, 0, 1, 1])
-    model = FixedProba([[0.9, 0.1], [0.4, 0.6], [0.35, 0.65], [0.2, 0.8]], [0, 1])
+    model = FixedProba([[0.9, 0.1], [0.3, 0.7], [0.35, 0.65], [0.2, 0.8]], [0, 1])
     out = evaluate_classifier(model, None, y)
     assert out["accuracy"] == pytest.approx(0.75)
     assert out["auroc"] == pytest.approx(0.75)  # one inverted pair of four

@@ -6,6 +6,8 @@ import numbers
 import numpy as np
 import torch
 
+from ..exceptions import SkalTypeError
+
 __all__ = ["resolve_seed", "torch_seed"]
 
 
@@ -21,7 +23,7 @@ def resolve_seed(random_state, offset=0):
         return int(random_state.randint(0, 2**31 - 1))
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
         return (int(random_state) + int(offset)) % (2**63 - 1)
-    raise TypeError(
+    raise SkalTypeError(
         f"random_state must be None, an int or a numpy RandomState; got {random_state!r}."
     )
 

@@ -96,7 +96,8 @@ class DicomDataset(Dataset):
                 "DicomDataset needs a fixed size (int or (H, W)) so that batches of images "
                 "can be stacked; got size=None."
             )
-        if not isinstance(cache_size, numbers.Integral) or isinstance(cache_size, bool) or cache_size < 0:
+        if (not isinstance(cache_size, numbers.Integral) or isinstance(cache_size, bool)
+                or cache_size < 0):
             raise SkalValueError(f"cache_size must be a non-negative integer; got {cache_size!r}.")
         _check_read_kwargs(read_kwargs, "DicomDataset")
         self._options = _check_read_options(size=size, **read_kwargs)

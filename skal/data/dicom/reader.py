@@ -413,7 +413,9 @@ def _jpeg_hint(ts):
 
 
 def _check_geometry(ds, ts, decoder, opts):
-    """Validate the Image Pixel module before decoding; return the frame count.
+    """Validate the Image Pixel module before decoding.
+
+    Returns ``(rows, columns, frames, samples_per_pixel)``.
 
     Rejects zero, negative or missing Rows/Columns, absurd sizes (above
     ``max_pixels``), empty pixel data and, for native encodings, pixel data shorter

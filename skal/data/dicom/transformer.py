@@ -2,6 +2,7 @@
 
 import numbers
 import os
+import warnings
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -190,14 +191,22 @@ class DicomReader(TransformerMixin, BaseEstimator):
         options = self._read_options()
         paths = _as_path_list(X)
         read_kwargs = dict(options)
-        results = Parallel(n_jobs=self.n_jobs)(
+        # Results arrive in input order; with on_error="raise" the first failure stops
+        # the remaining reads.
+        stream = Parallel(n_jobs=self.n_jobs, return_as="generator")(
             delayed(_read_one)(path, read_kwargs) for path in paths
         )
-        errors = [(os.fspath(p), reason) for p, (img, reason) in zip(paths, results) if img is None]
+        results, errors = [], []
         self.errors_ = errors
-        if errors and self.on_error == "raise":
-            path, reason = errors[0]
-            raise DicomReadError(reason, path)
+        for path, (img, reason) in zip(paths, stream):
+            results.append((img, reason))
+            if img is None:
+                errors.append((os.fspath(path), reason))
+                if self.on_error == "raise":
+                    with warnings.catch_warnings():  # joblib warns about cancelled tasks
+                        warnings.simplefilter("ignore")
+                        stream.close()
+                    raise DicomReadError(reason, os.fspath(path))
         images = [img for img, _ in results]
         kept = [i for i, img in enumerate(images) if img is not None]
         shape = options["size"]
