@@ -40,10 +40,30 @@ def _load(args):
         X_pool, X_test, y_pool, y_test = train_test_split(
             X, y, test_size=args.test_fraction, stratify=stratify, random_state=0)
         return X_pool, y_pool, X_test, y_test, f"DICOM folder {path}"
-    from .data import load_medmnist
+    from .data import load_image_npz, load_medmnist, patient_split
 
+    if _npz_keys(path) >= {"images", "labels"}:
+        data = load_image_npz(path)
+        if data.patient_ids is not None:
+            train, test = patient_split(data.patient_ids, args.test_fraction, random_state=0)
+            how = "patient-level split"
+        else:
+            stratify = data.y if data.y.ndim == 1 else None
+            train, test = train_test_split(np.arange(len(data.y)), test_size=args.test_fraction,
+                                           stratify=stratify, random_state=0)
+            how = "random split"
+        return (data.X[train], data.y[train], data.X[test], data.y[test],
+                f"{path.name} ({how})")
     data = load_medmnist(path)
     return data.X_train, data.y_train, data.X_test, data.y_test, f"MedMNIST {path.name}"
+
+
+def _npz_keys(path):
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return set(getattr(archive, "files", ()))
+    except Exception:  # unreadable files are reported by the loader itself
+        return set()
 
 
 def _estimator(args, multilabel):
@@ -97,12 +117,13 @@ def build_parser():
         description="Simulate pool-based active learning with known labels and compare "
                     "strategies against random selection.")
     sim.add_argument("--data", default="digits",
-                     help="'digits' (bundled, default), a MedMNIST .npz file, or a DICOM "
+                     help="'digits' (bundled, default), a MedMNIST .npz file, an .npz with "
+                          "images/labels[/patient_ids] (split by patient), or a DICOM "
                           "folder (with --labels)")
     sim.add_argument("--labels", help="CSV of labels for a DICOM folder (columns path,label)")
     sim.add_argument("--size", type=int, default=64, help="DICOM images are resized to this")
     sim.add_argument("--test-fraction", type=float, default=0.25,
-                     help="held-out share for data without a test split")
+                     help="held-out share (of patients, when known) for data without a test split")
     sim.add_argument("--strategies", default="random,uncertainty,margin,entropy",
                      help="comma-separated names (default: %(default)s)")
     sim.add_argument("--seeds", type=int, default=3, help="paired seeds (default: %(default)s)")

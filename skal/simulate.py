@@ -6,6 +6,7 @@ initial network weights (``random_state=seed``), so differences between strategi
 measured per seed and reported with their standard error.
 """
 
+import copy
 import inspect
 import time
 from dataclasses import dataclass, field
@@ -211,6 +212,9 @@ def _run_campaign(seed, strategy, *, estimator, X_pool, y_pool, X_test, y_test,
     start_idx = initial_indices(y_pool, n_initial, seed, balanced=initial == "balanced")
     labelled = np.zeros(n_pool, dtype=bool)
     labelled[start_idx] = True
+    if hasattr(strategy, "get_params"):
+        # a stateful strategy object (TDGF keeps its proxies): fresh state per campaign
+        strategy = copy.deepcopy(strategy)
     learner = ActiveLearner(_with_seed(estimator, seed, classes), strategy)
     seeded = _accepts_random_state(strategy)
 

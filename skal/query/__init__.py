@@ -9,11 +9,14 @@ from .disagreement import (KL_max_disagreement, consensus_entropy,
                            consensus_entropy_sampling, max_disagreement_sampling,
                            vote_entropy, vote_entropy_sampling)
 from .random import random_sampling
+from .tdgf import TDGF, tdgf_scores
 from .uncertainty import (classifier_entropy, classifier_margin, classifier_uncertainty,
                           entropy_sampling, margin_sampling, uncertainty_sampling)
 
 __all__ = [
     "random_sampling",
+    "TDGF",
+    "tdgf_scores",
     "uncertainty_sampling",
     "margin_sampling",
     "entropy_sampling",

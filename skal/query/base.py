@@ -12,7 +12,7 @@ from ..data.pool import iter_pool, pool_length
 from ..exceptions import SkalValueError
 from ..utils.validation import check_n_instances
 
-__all__ = ["score_pool", "predict_proba_pool", "multi_argmax", "fitted_estimator",
+__all__ = ["labelled_data", "score_pool", "predict_proba_pool", "multi_argmax", "fitted_estimator",
            "is_multilabel", "aggregate_labels"]
 
 
@@ -23,6 +23,19 @@ def fitted_estimator(learner):
     if estimator is None:
         estimator = getattr(learner, "estimator", learner)
     return estimator
+
+
+def labelled_data(learner):
+    """``(X, y)`` labelled so far: skal's ``X_training_`` / ``y_training_``, or modAL's
+    ``X_training`` / ``y_training``."""
+    if hasattr(learner, "_X_buffer") or hasattr(type(learner), "X_training_"):
+        return learner.X_training_, learner.y_training_
+    X, y = getattr(learner, "X_training", None), getattr(learner, "y_training", None)
+    if X is None or y is None:
+        raise SkalValueError(
+            "This strategy needs the learner's labelled data (X_training_ / y_training_)."
+        )
+    return X, y
 
 
 def is_multilabel(learner):

@@ -1,0 +1,92 @@
+"""Image / label ``.npz`` files with optional patient identifiers.
+
+For data sets laid out like the NIH ChestX-ray14 sample: ``images`` ``(N, H, W)`` (or
+``(N, C, H, W)`` / ``(N, H, W, C)``), ``labels`` ``(N,)`` or multi-hot ``(N, L)``,
+optionally ``patient_ids`` ``(N,)`` and ``label_names`` ``(L,)``. Opened with
+``allow_pickle=False``: nothing in the file is unpickled.
+"""
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..exceptions import DataFileError
+
+__all__ = ["ImageLabelData", "load_image_npz"]
+
+
+@dataclass
+class ImageLabelData:
+    """Images, labels and (optionally) patient ids and label names of one file."""
+
+    X: np.ndarray
+    y: np.ndarray
+    patient_ids: np.ndarray = None
+    label_names: np.ndarray = None
+
+    @property
+    def multilabel(self):
+        return self.y.ndim == 2 and self.y.shape[1] > 1
+
+
+def load_image_npz(path, *, images_key="images", labels_key="labels",
+                   patient_key="patient_ids", names_key="label_names"):
+    """Load an image/label ``.npz`` file.
+
+    Parameters
+    ----------
+    path : str or Path
+    images_key, labels_key : str
+        Required arrays.
+    patient_key, names_key : str or None
+        Optional arrays (``None`` skips them).
+
+    Returns
+    -------
+    ImageLabelData
+
+    Raises
+    ------
+    DataFileError
+        If the file is missing or unreadable, lacks a required key, or its arrays
+        disagree in length.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"File not found: {path}.")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataFileError(f"{path} is not a readable npz file: {exc}") from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataFileError(f"{path} holds a single array, not an npz archive.")
+    with archive:
+        missing = [k for k in (images_key, labels_key) if k not in archive.files]
+        if missing:
+            raise DataFileError(
+                f"{path} lacks the keys {missing} (found {sorted(archive.files)}); pass "
+                "images_key= / labels_key= for other names."
+            )
+        try:
+            X = archive[images_key]
+            y = archive[labels_key]
+            patients = (archive[patient_key] if patient_key and patient_key in archive.files
+                        else None)
+            names = archive[names_key] if names_key and names_key in archive.files else None
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise DataFileError(f"{path}: could not read the arrays: {exc}") from exc
+    if X.ndim == 4 and X.shape[-1] in (1, 3) and X.shape[1] not in (1, 3):
+        X = np.moveaxis(X, -1, 1)
+    if X.ndim not in (3, 4):
+        raise DataFileError(f"{path}: {images_key} has shape {X.shape}; expected images.")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    for name, values in ((labels_key, y), (patient_key, patients)):
+        if values is not None and len(values) != len(X):
+            raise DataFileError(
+                f"{path}: {name} has {len(values)} rows but {images_key} has {len(X)}."
+            )
+    y = y.astype(np.int64) if y.dtype.kind in "biu" else y
+    return ImageLabelData(np.ascontiguousarray(X), y, patients, names)

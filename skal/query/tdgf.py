@@ -1,0 +1,273 @@
+"""Temporal Difference of Gradient Flow (TDGF) sampling.
+
+Chen, Ma, Cui, Zhang and Xia, "Active Learning based on Temporal Difference of Gradient
+Flow in Thoracic Disease Diagnosis", IEEE JBHI 2025. Only the abstract is public; the
+definition follows skal's ALGORITHMS.md section 4:
+
+* each round a cheap *proxy* model and a *historical proxy* are trained on the labelled
+  set; the historical proxy is the proxy's snapshot ``lag`` epochs before the end of its
+  training this round (``history="lag"``, default) or the previous round's proxy
+  (``history="previous_round"``) *(choice)*;
+* the surrogate gradient flow of a sample is the closed-form gradient of the loss with
+  respect to the final fully-connected layer, ``G(x) = [a h^T, a]`` with
+  ``a = p - y_hat`` (:func:`skal.grad.logit_gradient`), where ``y_hat`` is the *target*
+  model's hard prediction (multi-label: thresholded at 0.5);
+* the score is ``TDGF(x) = ||G_proxy(x) - G_hist(x)||_F``, computed without forming
+  matrices: ``||a1||^2 ||h1||^2 + ||a2||^2 ||h2||^2 - 2 (a1.a2)(h1.h2) + ||a1 - a2||^2``.
+
+Cost per unlabelled sample: two proxy forward passes (plus the target's, for the pseudo
+label) and O(C d); no backward pass.
+"""
+
+import copy
+import inspect
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, clone
+
+from ..data.pool import pool_length, take
+from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
+from ..grad import logit_gradient
+from ..utils.seeding import resolve_seed
+from .base import fitted_estimator, labelled_data, multi_argmax, score_pool
+
+__all__ = ["TDGF", "tdgf_scores", "tdgf_statistics", "derive_proxy"]
+
+
+def _head_outputs(model, batch):
+    """``(h, z)`` of one batch from a fitted skal classifier."""
+    (_, h, z), = list(model.iter_head_outputs(batch, batch_size=len(batch)))
+    return h.flatten(1).to(torch.float64), z
+
+
+def _check_pair(proxy, history):
+    for name, model in (("proxy", proxy), ("history", history)):
+        if not hasattr(model, "iter_head_outputs"):
+            raise SkalTypeError(
+                f"{name} must be a fitted skal classifier (CNNClassifier or "
+                f"MultiLabelCNNClassifier); got {type(model).__name__}."
+            )
+        if not hasattr(model, "final_layer_name_"):
+            raise NotFittedError(f"The {name} model is not fitted.")
+    if proxy.n_outputs_ != history.n_outputs_:
+        raise SkalValueError(
+            f"proxy has {proxy.n_outputs_} outputs but history has {history.n_outputs_}."
+        )
+    return bool(getattr(proxy, "_multilabel", False))
+
+
+def tdgf_statistics(proxy, history, batch):
+    """Per-sample statistics of one batch from which the TDGF score of *any* pseudo-label
+    follows (so the pool is scored once, whatever the labels).
+
+    Returns a float64 array ``(n, 3 + 3 K)``: ``||h1||^2, ||h2||^2, h1.h2``, then for each
+    of the ``K`` label hypotheses ``||a1||^2``, ``||a2||^2`` and ``a1.a2`` (``a`` from
+    :func:`skal.grad.logit_gradient`). Single-label: ``K = C`` classes. Multi-label:
+    ``K = 2 L``, the per-label contributions for outcome 0 then outcome 1.
+    """
+    multilabel = _check_pair(proxy, history)
+    h1, z1 = _head_outputs(proxy, batch)
+    h2, z2 = _head_outputs(history, batch)
+    n, n_out = z1.shape
+    parts = [(h1 * h1).sum(1, keepdim=True), (h2 * h2).sum(1, keepdim=True),
+             (h1 * h2).sum(1, keepdim=True)]
+    if multilabel:
+        sq1, sq2, dot = [], [], []
+        for outcome in (0.0, 1.0):
+            target = torch.full_like(z1, outcome)
+            a1 = logit_gradient(z1, target, multilabel=True)
+            a2 = logit_gradient(z2, target, multilabel=True)
+            sq1.append(a1 * a1), sq2.append(a2 * a2), dot.append(a1 * a2)
+        parts += [torch.cat(sq1, 1), torch.cat(sq2, 1), torch.cat(dot, 1)]
+    else:
+        sq1, sq2, dot = (torch.empty(n, n_out, dtype=torch.float64) for _ in range(3))
+        for k in range(n_out):
+            target = torch.full((n,), k, dtype=torch.long)
+            a1 = logit_gradient(z1, target)
+            a2 = logit_gradient(z2, target)
+            sq1[:, k], sq2[:, k], dot[:, k] = (a1 * a1).sum(1), (a2 * a2).sum(1), (a1 * a2).sum(1)
+        parts += [sq1, sq2, dot]
+    return torch.cat(parts, 1).cpu().numpy()
+
+
+def _combine(stats, y_hat, multilabel):
+    """TDGF scores from :func:`tdgf_statistics` and pseudo-labels."""
+    hh1, hh2, h12 = stats[:, 0], stats[:, 1], stats[:, 2]
+    rest = stats[:, 3:]
+    k = rest.shape[1] // 3
+    sq1, sq2, dot = rest[:, :k], rest[:, k:2 * k], rest[:, 2 * k:]
+    rows = np.arange(len(stats))
+    if multilabel:
+        y_hat = np.asarray(y_hat, dtype=np.int64)
+        n_labels = k // 2
+        cols = np.arange(n_labels)[None, :] + n_labels * y_hat      # outcome-0 or -1 block
+        A1 = np.take_along_axis(sq1, cols, 1).sum(1)
+        A2 = np.take_along_axis(sq2, cols, 1).sum(1)
+        D = np.take_along_axis(dot, cols, 1).sum(1)
+    else:
+        y_hat = np.asarray(y_hat, dtype=np.int64)
+        A1, A2, D = sq1[rows, y_hat], sq2[rows, y_hat], dot[rows, y_hat]
+    # ||G1 - G2||^2 = ||a1||^2||h1||^2 + ||a2||^2||h2||^2 - 2(a1.a2)(h1.h2) + ||a1 - a2||^2
+    squared = A1 * hh1 + A2 * hh2 - 2.0 * D * h12 + (A1 + A2 - 2.0 * D)
+    return np.sqrt(np.clip(squared, 0.0, None))
+
+
+def _encoded_prediction(target, proba):
+    if getattr(target, "_multilabel", False):
+        return (proba >= 0.5).astype(np.int64)
+    return proba.argmax(axis=1)
+
+
+def tdgf_scores(proxy, history, X, y_hat, batch_size=None):
+    """TDGF score of every sample: ``||G_proxy(x) - G_hist(x)||_F``.
+
+    Parameters
+    ----------
+    proxy, history : fitted skal classifiers with the same outputs
+    X : pool (array, memmap or torch Dataset), scored batch by batch
+    y_hat : ndarray
+        Pseudo-labels as output positions ``(n,)`` (single-label) or multi-hot
+        ``(n, L)`` (multi-label).
+    batch_size : int or None
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    multilabel = _check_pair(proxy, history)
+    stats = score_pool(lambda batch: tdgf_statistics(proxy, history, batch), X, batch_size)
+    y_hat = np.asarray(y_hat)
+    expected = (len(stats), proxy.n_outputs_) if multilabel else (len(stats),)
+    if y_hat.shape != expected:
+        raise SkalValueError(f"y_hat has shape {y_hat.shape}; expected {expected}.")
+    if not multilabel and (y_hat.min() < 0 or y_hat.max() >= proxy.n_outputs_):
+        raise SkalValueError("y_hat holds class positions outside the proxy's outputs.")
+    return _combine(stats, y_hat, multilabel)
+
+
+def _module_accepts(module, name):
+    try:
+        return name in inspect.signature(module).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def derive_proxy(target):
+    """A cheaper, unfitted copy of ``target``: half the epochs and training steps and, for
+    module classes with a ``widths`` parameter (skal's ``SmallCNN``, ``ResNet18``), half
+    the channel widths."""
+    proxy = clone(target)
+    params = proxy.get_params(deep=False)
+    updates = {"max_epochs": max(2, int(params.get("max_epochs") or 2) // 2)}
+    if params.get("min_steps"):
+        updates["min_steps"] = max(1, int(params["min_steps"]) // 2)
+    module = params.get("module")
+    if inspect.isclass(module) and _module_accepts(module, "widths"):
+        widths = params.get("module__widths")
+        if widths is None:
+            widths = inspect.signature(module).parameters["widths"].default
+        updates["module__widths"] = tuple(max(4, int(w) // 2) for w in widths)
+    return proxy.set_params(**updates)
+
+
+class TDGF(BaseEstimator):
+    """TDGF query strategy (Chen et al., IEEE JBHI 2025): a callable strategy class.
+
+    Each query fits the proxy on the learner's labelled data, keeps its historical
+    snapshot, takes pseudo-labels from the target model, scores the pool with the closed
+    form in one pass and selects the ``n_instances`` highest scores.
+
+    Parameters
+    ----------
+    proxy : skal classifier or None
+        The proxy model (cloned before each fit). ``None`` derives a cheaper one from the
+        target (:func:`derive_proxy`).
+    history : {"lag", "previous_round"}
+        ``"lag"``: the proxy's snapshot ``lag`` epochs before the end of its training
+        this round. ``"previous_round"``: the proxy of the previous query (the first
+        query, having none, uses the ``"lag"`` snapshot).
+    lag : int, default=1
+        Epochs between the historical snapshot and the final proxy.
+    subset : int or None
+        Score only a random subset of the pool of this size (``None``: the whole pool).
+    random_state : int or None
+        Seeds the proxy's training and the subset.
+    batch_size : int or None
+        Batch size of the scoring loop.
+
+    Attributes
+    ----------
+    proxy_, history_ : fitted classifiers of the last query.
+    last_scores_ : ndarray, the scores of the last query (of the scored candidates).
+    """
+
+    def __init__(self, proxy=None, history="lag", lag=1, subset=None, random_state=None,
+                 batch_size=None):
+        self.proxy = proxy
+        self.history = history
+        self.lag = lag
+        self.subset = subset
+        self.random_state = random_state
+        self.batch_size = batch_size
+
+    def _validate(self):
+        if self.history not in ("lag", "previous_round"):
+            raise SkalValueError(
+                f"history must be 'lag' or 'previous_round'; got {self.history!r}.")
+        if isinstance(self.lag, bool) or not isinstance(self.lag, (int, np.integer)) or self.lag < 1:
+            raise SkalValueError(f"lag must be a positive integer; got {self.lag!r}.")
+        if self.subset is not None and int(self.subset) < 1:
+            raise SkalValueError(f"subset must be None or a positive integer; got {self.subset!r}.")
+
+    def _fit_proxies(self, target, X, y, seed):
+        proxy = derive_proxy(target) if self.proxy is None else clone(self.proxy)
+        if "random_state" in proxy.get_params(deep=False) and seed is not None:
+            proxy.set_params(random_state=seed)
+        epochs = proxy._epochs_for(len(y))
+        if self.lag >= epochs:
+            raise SkalValueError(
+                f"lag={self.lag} must be smaller than the proxy's {epochs} training epochs.")
+        proxy.fit(X, y, epochs=epochs - self.lag)
+        snapshot = copy.deepcopy(proxy)
+        proxy.partial_fit(X, y, epochs=self.lag)
+        history = snapshot
+        if self.history == "previous_round" and getattr(self, "proxy_", None) is not None:
+            if self.proxy_.n_outputs_ == proxy.n_outputs_:
+                history = self.proxy_
+        return proxy, history
+
+    def __call__(self, learner, X_pool, n_instances=1, *, random_state=None, **_):
+        """Select ``n_instances`` pool samples; returns ``(indices, scores)``."""
+        self._validate()
+        target = fitted_estimator(learner)
+        if not hasattr(target, "iter_head_outputs"):
+            raise SkalTypeError("TDGF needs a skal classifier as the learner's estimator.")
+        X_lab, y_lab = labelled_data(learner)
+        seed_source = self.random_state if self.random_state is not None else random_state
+        proxy, history = self._fit_proxies(target, X_lab, y_lab, resolve_seed(seed_source))
+        multilabel = _check_pair(proxy, history)
+        if proxy.n_outputs_ != target.n_outputs_:
+            raise SkalValueError(
+                f"The proxy has {proxy.n_outputs_} outputs but the target model has "
+                f"{target.n_outputs_}; they must predict the same classes or labels."
+            )
+        if not multilabel and not np.array_equal(proxy.classes_, target.classes_):
+            raise SkalValueError("The proxy and the target model have different classes_.")
+
+        n_pool = pool_length(X_pool)
+        candidates = np.arange(n_pool)
+        if self.subset is not None and int(self.subset) < n_pool:
+            rng = np.random.default_rng(resolve_seed(seed_source))
+            candidates = np.sort(rng.choice(n_pool, int(self.subset), replace=False))
+        pool = take(X_pool, candidates) if len(candidates) < n_pool else X_pool
+
+        def score_batch(batch):
+            stats = tdgf_statistics(proxy, history, batch)
+            y_hat = _encoded_prediction(target, target.predict_proba(batch))
+            return _combine(stats, y_hat, multilabel)
+
+        scores = score_pool(score_batch, pool, self.batch_size)
+        picked, values = multi_argmax(scores, min(n_instances, len(candidates)), random_state)
+        self.proxy_, self.history_, self.last_scores_ = proxy, history, scores
+        return candidates[picked], values
