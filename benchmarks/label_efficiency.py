@@ -1,12 +1,16 @@
-"""Label efficiency of query strategies on PneumoniaMNIST (MedMNIST v2).
+"""Label efficiency of query strategies on real medical images.
 
-Simulated campaign with the true labels hidden until queried: 10 paired seeds, 10
-initial labels (balanced), 10 labels per round, 19 rounds (10 to 200 labels), test
-AUROC. Also trains the same net on all 4,708 training images as the full-data
-reference. Prints a table and writes JSON and a learning-curve PNG.
+Simulated campaign with the true labels hidden until queried: by default PneumoniaMNIST
+(MedMNIST v2), 10 paired seeds, 10 initial labels (balanced), 10 labels per round,
+19 rounds (10 to 200 labels), test AUROC. Also trains the same net on all training
+images as the full-data reference. Prints a table and writes JSON and a learning-curve
+PNG. ``--data`` takes anything ``skal simulate`` does, e.g. the NIH ChestX-ray14 sample
+(multi-label, macro AUROC, patient-level split).
 
     python benchmarks/label_efficiency.py                       # the issue's setting
-    python benchmarks/label_efficiency.py --seeds 3 --strategies random,entropy
+    python benchmarks/label_efficiency.py --seeds 3 --strategies random,entropy,tdgf
+    python benchmarks/label_efficiency.py --data ../shared/data/cxr14_sample/cxr14_sample_28.npz \
+        --seeds 3 --initial 20 --batch 20 --rounds 14 --name label_efficiency_cxr14
 """
 
 import argparse
@@ -18,9 +22,9 @@ import torch
 from sklearn.base import clone
 
 from _common import data_dir, environment, require
-from skal import CNNClassifier
+from skal import CNNClassifier, MultiLabelCNNClassifier
 from skal.cli import format_summary
-from skal.data import load_medmnist
+from skal.data import load_campaign_data
 from skal.metrics import evaluate_classifier, labels_to_target
 from skal.query.registry import get_strategy
 from skal.simulate import simulate
@@ -44,13 +48,14 @@ def main(argv=None):
 
     torch.set_num_threads(1 if args.n_jobs and args.n_jobs > 1 else 2)
     path = require(args.data or data_dir() / "medmnist" / "pneumoniamnist.npz")
-    data = load_medmnist(path)
-    net = CNNClassifier()
+    data = load_campaign_data(path)
+    multilabel = data.y_pool.ndim == 2
+    net = MultiLabelCNNClassifier() if multilabel else CNNClassifier()
     names = [s.strip() for s in args.strategies.split(",")]
     strategies = {name: get_strategy(name) for name in names}
 
     t0 = time.perf_counter()
-    result = simulate(net, strategies, data.X_train, data.y_train, data.X_test, data.y_test,
+    result = simulate(net, strategies, data.X_pool, data.y_pool, data.X_test, data.y_test,
                       n_initial=args.initial, batch_size=args.batch, n_rounds=args.rounds,
                       seeds=args.seeds, metric="auroc", n_jobs=args.n_jobs)
     campaign_seconds = time.perf_counter() - t0
@@ -58,18 +63,18 @@ def main(argv=None):
     t0 = time.perf_counter()
     reference = []
     for seed in range(args.reference_seeds):
-        full = clone(net).set_params(random_state=seed).fit(data.X_train, data.y_train)
+        full = clone(net).set_params(random_state=seed).fit(data.X_pool, data.y_pool)
         reference.append(evaluate_classifier(full, data.X_test, data.y_test)["auroc"])
     reference_seconds = time.perf_counter() - t0
     full_auroc = float(np.mean(reference))
     result.reference = {"auroc_mean": full_auroc, "auroc_per_seed": reference,
-                        "n_labels": int(len(data.y_train)), "seconds": reference_seconds}
+                        "n_labels": int(len(data.y_pool)), "seconds": reference_seconds}
 
     summary = result.summary()
-    print(f"\nPneumoniaMNIST, test AUROC, {len(result.seeds)} paired seeds, "
+    print(f"\n{data.description}, test AUROC, {len(result.seeds)} paired seeds, "
           f"{args.initial} + {args.rounds} x {args.batch} labels")
     print(format_summary(summary))
-    print(f"full-data reference ({len(data.y_train)} labels): AUROC {full_auroc:.4f} "
+    print(f"full-data reference ({len(data.y_pool)} labels): AUROC {full_auroc:.4f} "
           f"(seeds: {', '.join(f'{a:.4f}' for a in reference)})")
     extra = {}
     for share in (0.95, 0.98):
@@ -90,7 +95,7 @@ def main(argv=None):
                     "campaign_seconds": campaign_seconds, "data": str(path)})
     atomic_write_json(out / f"{args.name}.json", payload)
     result.plot(out / f"{args.name}.png", reference=full_auroc, target=summary["target"],
-                title="PneumoniaMNIST: test AUROC vs labels")
+                title=f"{data.description}: test AUROC vs labels")
     print(f"wrote {out / (args.name + '.json')} and {out / (args.name + '.png')}")
 
 

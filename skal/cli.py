@@ -18,54 +18,6 @@ from .exceptions import SkalError
 __all__ = ["main", "build_parser", "format_summary"]
 
 
-def _load(args):
-    """Return ``(X_pool, y_pool, X_test, y_test, description)`` for ``--data``."""
-    from sklearn.model_selection import train_test_split
-
-    if args.data == "digits":
-        from .data import load_digits_images
-
-        X, y = load_digits_images()
-        X_pool, X_test, y_pool, y_test = train_test_split(
-            X, y, test_size=0.25, stratify=y, random_state=0)
-        return X_pool, y_pool, X_test, y_test, "digits (scikit-learn, 8x8)"
-    path = Path(args.data)
-    if path.is_dir():
-        from .data import load_dicom_folder
-
-        if not args.labels:
-            raise SystemExit("error: a DICOM folder needs --labels LABELS.csv")
-        X, y, _ = load_dicom_folder(path, args.labels, size=args.size)
-        stratify = y if y.ndim == 1 else None
-        X_pool, X_test, y_pool, y_test = train_test_split(
-            X, y, test_size=args.test_fraction, stratify=stratify, random_state=0)
-        return X_pool, y_pool, X_test, y_test, f"DICOM folder {path}"
-    from .data import load_image_npz, load_medmnist, patient_split
-
-    if _npz_keys(path) >= {"images", "labels"}:
-        data = load_image_npz(path)
-        if data.patient_ids is not None:
-            train, test = patient_split(data.patient_ids, args.test_fraction, random_state=0)
-            how = "patient-level split"
-        else:
-            stratify = data.y if data.y.ndim == 1 else None
-            train, test = train_test_split(np.arange(len(data.y)), test_size=args.test_fraction,
-                                           stratify=stratify, random_state=0)
-            how = "random split"
-        return (data.X[train], data.y[train], data.X[test], data.y[test],
-                f"{path.name} ({how})")
-    data = load_medmnist(path)
-    return data.X_train, data.y_train, data.X_test, data.y_test, f"MedMNIST {path.name}"
-
-
-def _npz_keys(path):
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return set(getattr(archive, "files", ()))
-    except Exception:  # unreadable files are reported by the loader itself
-        return set()
-
-
 def _estimator(args, multilabel):
     from .nets import CNNClassifier, MultiLabelCNNClassifier, ResNet18, SmallCNN
 
@@ -155,7 +107,14 @@ def _simulate(args):
     import torch
 
     torch.set_num_threads(max(1, args.threads))
-    X_pool, y_pool, X_test, y_test, description = _load(args)
+    from .data.campaign import load_campaign_data
+
+    if Path(args.data).is_dir() and not args.labels:
+        raise SystemExit("error: a DICOM folder needs --labels LABELS.csv")
+    data = load_campaign_data(args.data, labels=args.labels, size=args.size,
+                              test_fraction=args.test_fraction)
+    X_pool, y_pool, X_test, y_test = data
+    description = data.description
     multilabel = np.asarray(y_pool).ndim == 2
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
     strategies = {name: get_strategy(name) for name in names}
