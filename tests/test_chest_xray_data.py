@@ -42,7 +42,7 @@ def test_load_image_npz_roundtrip_and_errors(tmp_path):
     with pytest.raises(DataFileError, match="rows"):
         load_image_npz(tmp_path / "bad.npz")
     np.savez(tmp_path / "nokeys.npz", x=X)
-    with pytest.raises(DataFileError, match="lacks"):
+    with pytest.raises(DataFileError, match="missing keys"):
         load_image_npz(tmp_path / "nokeys.npz")
     with pytest.raises(DataFileError, match="not found"):
         load_image_npz(tmp_path / "missing.npz")

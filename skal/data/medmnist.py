@@ -6,13 +6,13 @@ test_images, test_labels``; images are uint8 ``(N, H, W)`` (grey) or ``(N, H, W,
 The file is opened with ``allow_pickle=False``: nothing in it is unpickled.
 """
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..exceptions import DataFileError
+from .npz import read_npz_arrays
 
 __all__ = ["load_medmnist", "MedMNISTData"]
 
@@ -71,26 +71,8 @@ def load_medmnist(path):
         has images and labels of different lengths.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataFileError(f"MedMNIST file not found: {path}.")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataFileError(f"{path} is not a readable npz file: {exc}") from exc
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataFileError(f"{path} holds a single array, not a MedMNIST npz archive.")
-    with archive:
-        expected = [f"{split}_{kind}" for split in _SPLITS for kind in ("images", "labels")]
-        missing = [key for key in expected if key not in archive.files]
-        if missing:
-            raise DataFileError(
-                f"{path} is not a MedMNIST file: missing keys {missing} (found "
-                f"{sorted(archive.files)})."
-            )
-        try:
-            arrays = {key: archive[key] for key in expected}
-        except (ValueError, OSError, zipfile.BadZipFile) as exc:
-            raise DataFileError(f"{path}: could not read the arrays: {exc}") from exc
+    expected = [f"{split}_{kind}" for split in _SPLITS for kind in ("images", "labels")]
+    arrays = read_npz_arrays(path, expected, kind="MedMNIST")
     parts = {}
     for split in _SPLITS:
         X = _images(arrays[f"{split}_images"], path, f"{split}_images")

@@ -14,7 +14,41 @@ import numpy as np
 
 from ..exceptions import DataFileError
 
-__all__ = ["ImageLabelData", "load_image_npz"]
+__all__ = ["ImageLabelData", "load_image_npz", "read_npz_arrays"]
+
+
+def read_npz_arrays(path, required, optional=(), kind="npz"):
+    """Read named arrays from an ``.npz`` file without unpickling anything.
+
+    Returns a dict with every ``required`` key and the ``optional`` keys present.
+
+    Raises
+    ------
+    DataFileError
+        If the file is missing, is not an npz archive, lacks a required key, or an array
+        cannot be read (say, an object array that would need pickle).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{kind} file not found: {path}.")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataFileError(f"{path} is not a readable npz file: {exc}") from exc
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataFileError(f"{path} holds a single array, not a {kind} npz archive.")
+    with archive:
+        missing = [key for key in required if key not in archive.files]
+        if missing:
+            raise DataFileError(
+                f"{path} is not a {kind} file: missing keys {missing} (found "
+                f"{sorted(archive.files)})."
+            )
+        keys = list(required) + [k for k in optional if k and k in archive.files]
+        try:
+            return {key: archive[key] for key in keys}
+        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+            raise DataFileError(f"{path}: could not read the arrays: {exc}") from exc
 
 
 @dataclass
@@ -54,29 +88,11 @@ def load_image_npz(path, *, images_key="images", labels_key="labels",
         disagree in length.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataFileError(f"File not found: {path}.")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataFileError(f"{path} is not a readable npz file: {exc}") from exc
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise DataFileError(f"{path} holds a single array, not an npz archive.")
-    with archive:
-        missing = [k for k in (images_key, labels_key) if k not in archive.files]
-        if missing:
-            raise DataFileError(
-                f"{path} lacks the keys {missing} (found {sorted(archive.files)}); pass "
-                "images_key= / labels_key= for other names."
-            )
-        try:
-            X = archive[images_key]
-            y = archive[labels_key]
-            patients = (archive[patient_key] if patient_key and patient_key in archive.files
-                        else None)
-            names = archive[names_key] if names_key and names_key in archive.files else None
-        except (ValueError, OSError, zipfile.BadZipFile) as exc:
-            raise DataFileError(f"{path}: could not read the arrays: {exc}") from exc
+    arrays = read_npz_arrays(path, [images_key, labels_key], [patient_key, names_key],
+                             kind="image/label")
+    X, y = arrays[images_key], arrays[labels_key]
+    patients = arrays.get(patient_key) if patient_key else None
+    names = arrays.get(names_key) if names_key else None
     if X.ndim == 4 and X.shape[-1] in (1, 3) and X.shape[1] not in (1, 3):
         X = np.moveaxis(X, -1, 1)
     if X.ndim not in (3, 4):
