@@ -3,6 +3,7 @@
 from .exceptions import NotFittedError, SkalError, SkalTypeError, SkalValueError
 from .learner import ActiveLearner, Committee
 from .nets import CNNClassifier, MultiLabelCNNClassifier
+from .estimator import ActiveLearningClassifier
 
 __version__ = "0.1.0"
 
@@ -11,6 +12,7 @@ __all__ = [
     "Committee",
     "CNNClassifier",
     "MultiLabelCNNClassifier",
+    "ActiveLearningClassifier",
     "SkalError",
     "SkalValueError",
     "SkalTypeError",

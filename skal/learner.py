@@ -16,6 +16,7 @@ from sklearn.metrics import accuracy_score
 from .data.pool import is_dataset, materialize, pool_length, take
 from .exceptions import NotFittedError, SkalTypeError, SkalValueError
 from .query.disagreement import vote_entropy_sampling
+from .query.synthesis import Synthesized
 from .query.uncertainty import uncertainty_sampling
 from .utils.buffer import GrowableArray
 from .utils.validation import (check_consistent_length, check_finite, check_images,
@@ -27,7 +28,10 @@ _POOL_NDIMS = (2, 3, 4)
 
 
 def _split_query_result(result):
-    """Accept ``indices`` or ``(indices, scores)`` from a strategy."""
+    """Accept ``indices``, ``(indices, scores)`` or a :class:`~skal.query.Synthesized`
+    (returned as is, with its scores) from a strategy."""
+    if isinstance(result, Synthesized):
+        return result, result.scores
     if isinstance(result, tuple) and len(result) == 2 and (
             result[1] is None or np.ndim(result[0]) >= 1):
         return result[0], result[1]
@@ -61,8 +65,9 @@ class _QueryMixin:
     """``query`` shared by learners and committees."""
 
     def query(self, X_pool, n_instances=1, *query_args, return_metrics=False,
-              **query_kwargs):
-        """Ask the query strategy which pool samples to label next.
+              return_labels=False, **query_kwargs):
+        """Ask the query strategy which pool samples to label next (or, for a query
+        synthesis strategy, which new samples to label).
 
         Parameters
         ----------
@@ -72,17 +77,31 @@ class _QueryMixin:
             How many samples to select.
         return_metrics : bool, default=False
             Also return the strategy's scores of the selected samples.
+        return_labels : bool, default=False
+            Also return labels that came with the query: those of a synthesis
+            strategy's labelling tool, else ``None`` (pool samples are unlabelled).
         **query_kwargs
             Passed to the strategy (e.g. ``random_state=0`` for seeded tie-breaking).
 
         Returns
         -------
-        indices : ndarray of int
-            Positions of the selected samples in ``X_pool``.
+        indices : ndarray of int, or None
+            Positions of the selected samples in ``X_pool``; ``None`` when the strategy
+            synthesized new samples (it returned a :class:`skal.query.Synthesized`).
         X_query : ndarray or torch Subset
-            ``X_pool[indices]``.
+            ``X_pool[indices]``, or the synthesized samples.
+        y_query : ndarray or None
+            Only with ``return_labels=True``: the synthesized samples' labels from the
+            strategy's labelling tool, or ``None``.
         metrics : ndarray or None
-            Only with ``return_metrics=True``.
+            Only with ``return_metrics=True`` (last, after ``y_query``).
+
+        Notes
+        -----
+        Query synthesis (e.g. :class:`skal.query.LatentHardSampling` with
+        ``mode="synthesize"``): the strategy returns ``Synthesized(X, y, scores)`` with
+        at most ``n_instances`` samples; label them (or take ``y_query``) and
+        ``teach(X_query, y)``.
         """
         if not callable(self.query_strategy):
             raise SkalTypeError(
@@ -96,10 +115,23 @@ class _QueryMixin:
         result = self.query_strategy(self, X_pool, *query_args, n_instances=n_instances,
                                      **query_kwargs)
         indices, metrics = _split_query_result(result)
-        indices = _check_query_indices(indices, n_pool, n_instances, self.query_strategy)
+        if isinstance(indices, Synthesized):
+            if len(indices) > n_instances:
+                raise SkalValueError(
+                    f"The query strategy synthesized {len(indices)} samples for "
+                    f"n_instances={n_instances}."
+                )
+            indices, X_query, y_query = None, indices.X, indices.y
+        else:
+            indices = _check_query_indices(indices, n_pool, n_instances,
+                                           self.query_strategy)
+            X_query, y_query = take(X_pool, indices), None
+        out = (indices, X_query)
+        if return_labels:
+            out += (y_query,)
         if return_metrics:
-            return indices, take(X_pool, indices), metrics
-        return indices, take(X_pool, indices)
+            out += (metrics,)
+        return out
 
     def _check_X(self, X, name="X"):
         return check_images(X, name=name, ndims=_POOL_NDIMS, check_values=False)

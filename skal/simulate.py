@@ -24,7 +24,7 @@ from .metrics import (area_under_learning_curve, evaluate_classifier,
 from .query.registry import get_strategy, strategy_name
 from .utils.io import atomic_write_json
 
-__all__ = ["simulate", "SimulationResult", "initial_indices"]
+__all__ = ["simulate", "SimulationResult", "initial_indices", "run_rounds"]
 
 METRICS = ("accuracy", "auroc")
 
@@ -63,10 +63,12 @@ def _accepts_random_state(strategy):
 
 
 def _with_seed(estimator, seed, classes):
+    """A clone of ``estimator`` with ``random_state=seed`` (unless ``seed`` is None) and
+    ``classes`` filled in, where the estimator has those parameters."""
     estimator = clone(estimator)
     params = estimator.get_params(deep=False)
     updates = {}
-    if "random_state" in params:
+    if seed is not None and "random_state" in params:
         updates["random_state"] = seed
     if classes is not None and "classes" in params and params["classes"] is None:
         updates["classes"] = classes
@@ -200,25 +202,95 @@ def _resolve_strategies(strategies):
     return items
 
 
+def run_rounds(learner, X_pool, y_pool, start_idx, *, batch_size, n_rounds, seed=None,
+               query_kwargs=None, on_round=None):
+    """The one pool-based campaign loop, shared by :func:`simulate` and
+    :class:`skal.ActiveLearningClassifier`.
+
+    Fits ``learner`` on ``start_idx``, then runs ``n_rounds`` rounds of query (on the
+    samples not labelled yet), reveal (``y_pool`` of the chosen samples) and teach.
+
+    Parameters
+    ----------
+    learner : ActiveLearner
+        Not fitted yet; fitted in place.
+    X_pool, y_pool : the pool and its labels, revealed only when queried
+    start_idx : array of int
+        The initial labelled set.
+    batch_size, n_rounds : int
+    seed : int or None
+        With an int, strategies that accept ``random_state`` get
+        ``seed * 100_003 + round`` (unless ``query_kwargs`` sets it), so a campaign is
+        repeatable and paired across strategies.
+    query_kwargs : dict, optional
+        Extra keyword arguments for every query.
+    on_round : callable, optional
+        ``on_round(r, learner, labelled)`` after the fit of round ``r`` (0 is the
+        initial fit); ``labelled`` is the boolean mask of labelled pool samples.
+
+    Returns
+    -------
+    dict with ``fit_time``, ``query_time`` (``n_rounds + 1`` seconds each, no query
+    before round 0), ``queried`` (``(n_rounds, batch_size)`` pool indices, -1 where a
+    strategy returned fewer) and ``order`` (every labelled index, in labelling order).
+    """
+    n_pool = pool_length(X_pool)
+    n_points = n_rounds + 1
+    fit_time, query_time = np.zeros(n_points), np.zeros(n_points)
+    queried = np.full((n_rounds, batch_size), -1, dtype=np.int64)
+    start_idx = np.asarray(start_idx, dtype=np.intp)
+    order = [start_idx]
+    labelled = np.zeros(n_pool, dtype=bool)
+    labelled[start_idx] = True
+    seeded = seed is not None and _accepts_random_state(learner.query_strategy)
+
+    t0 = time.perf_counter()
+    learner.fit(take(X_pool, start_idx), y_pool[start_idx])
+    fit_time[0] = time.perf_counter() - t0
+    if on_round is not None:
+        on_round(0, learner, labelled)
+    for r in range(1, n_points):
+        unlabelled = np.flatnonzero(~labelled)
+        kwargs = dict(query_kwargs or {})
+        if seeded:
+            kwargs.setdefault("random_state", seed * 100_003 + r)
+        t0 = time.perf_counter()
+        try:
+            picked, _ = learner.query(take(X_pool, unlabelled), batch_size, **kwargs)
+        except SkalValueError as exc:
+            if not str(exc).startswith("The query strategy"):
+                raise
+            raise SkalValueError(
+                f"{exc} In round {r} the strategy was given the {len(unlabelled)} samples "
+                "not labelled yet: its indices must be distinct positions in that pool "
+                "(already labelled samples are not in it and cannot be queried again)."
+            ) from exc
+        query_time[r] = time.perf_counter() - t0
+        chosen = unlabelled[picked]
+        labelled[chosen] = True
+        queried[r - 1, :len(chosen)] = chosen
+        order.append(chosen)
+        t0 = time.perf_counter()
+        learner.teach(take(X_pool, chosen), y_pool[chosen])
+        fit_time[r] = time.perf_counter() - t0
+        if on_round is not None:
+            on_round(r, learner, labelled)
+    return {"fit_time": fit_time, "query_time": query_time, "queried": queried,
+            "order": np.concatenate(order)}
+
+
 def _run_campaign(seed, strategy, *, estimator, X_pool, y_pool, X_test, y_test,
                   n_initial, batch_size, n_rounds, initial, classes, multilabel,
                   query_kwargs, bar=None):
     """One strategy, one seed: initial fit, then ``n_rounds`` of query and teach."""
-    n_pool = pool_length(X_pool)
-    n_points = n_rounds + 1
-    scores = {m: np.full(n_points, np.nan) for m in METRICS}
-    fit_time, query_time = np.zeros(n_points), np.zeros(n_points)
-    queried = np.full((n_rounds, batch_size), -1, dtype=np.int64)
+    scores = {m: np.full(n_rounds + 1, np.nan) for m in METRICS}
     start_idx = initial_indices(y_pool, n_initial, seed, balanced=initial == "balanced")
-    labelled = np.zeros(n_pool, dtype=bool)
-    labelled[start_idx] = True
     if hasattr(strategy, "get_params"):
         # a stateful strategy object (TDGF keeps its proxies): fresh state per campaign
         strategy = copy.deepcopy(strategy)
     learner = ActiveLearner(_with_seed(estimator, seed, classes), strategy)
-    seeded = _accepts_random_state(strategy)
 
-    def evaluate(point):
+    def evaluate(point, learner, _labelled):
         values = evaluate_classifier(learner, X_test, y_test, classes=classes,
                                      multilabel=multilabel)
         for key, value in values.items():
@@ -226,27 +298,11 @@ def _run_campaign(seed, strategy, *, estimator, X_pool, y_pool, X_test, y_test,
         if bar is not None:
             bar.update()
 
-    t0 = time.perf_counter()
-    learner.fit(take(X_pool, start_idx), y_pool[start_idx])
-    fit_time[0] = time.perf_counter() - t0
-    evaluate(0)
-    for r in range(1, n_points):
-        unlabelled = np.flatnonzero(~labelled)
-        kwargs = dict(query_kwargs)
-        if seeded:
-            kwargs.setdefault("random_state", seed * 100_003 + r)
-        t0 = time.perf_counter()
-        picked, _ = learner.query(take(X_pool, unlabelled), batch_size, **kwargs)
-        query_time[r] = time.perf_counter() - t0
-        chosen = unlabelled[picked]
-        labelled[chosen] = True
-        queried[r - 1, :len(chosen)] = chosen
-        t0 = time.perf_counter()
-        learner.teach(take(X_pool, chosen), y_pool[chosen])
-        fit_time[r] = time.perf_counter() - t0
-        evaluate(r)
-    return {"scores": scores, "fit_time": fit_time, "query_time": query_time,
-            "queried": queried}
+    run = run_rounds(learner, X_pool, y_pool, start_idx, batch_size=batch_size,
+                     n_rounds=n_rounds, seed=seed, query_kwargs=query_kwargs,
+                     on_round=evaluate)
+    return {"scores": scores, "fit_time": run["fit_time"],
+            "query_time": run["query_time"], "queried": run["queried"]}
 
 
 def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial=10,

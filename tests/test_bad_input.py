@@ -126,8 +126,14 @@ def test_predict_wrong_ndim(learner, state, shape):
 
 def test_net_fit_wrong_ndim(binary):
     X, y, _ = binary
+    # (n, 8) is tabular (one-row images); a model fitted on images rejects it
+    net = tiny_net().fit(X, y)
     with pytest.raises(SkalValueError, match="dimensions"):
-        tiny_net().fit(X[:, 0, 0], y)                 # (n, 8): not images
+        net.predict(X[:, 0, 0])                       # (n, 8): not images
+    with pytest.raises(SkalValueError, match="dimensions"):
+        net.predict(X[0, 0])                          # one (8, 8) image, no batch axis
+    with pytest.raises(SkalValueError, match="dimensions"):
+        tiny_net().fit(X[:, 0, 0, 0], y)              # 1-d
     with pytest.raises(SkalValueError, match="dimensions"):
         tiny_net().fit(X[:, None], y)                 # 5-d
 

@@ -272,7 +272,9 @@ def test_embed_equals_hooked_input_of_final_layer(binary):
     finally:
         handle.remove()
     np.testing.assert_allclose(emb, captured[0].numpy(), atol=1e-6)
-    np.testing.assert_allclose(clf.decision_function(X), logits.numpy(), atol=1e-6)
+    # binary decision_function is scikit-learn's log-odds of classes_[1]: z1 - z0
+    np.testing.assert_allclose(clf.decision_function(X),
+                               (logits[:, 1] - logits[:, 0]).numpy(), atol=1e-6)
     # embed is batched but independent of the batch size
     np.testing.assert_allclose(clf.embed(X, batch_size=7), emb, atol=1e-6)
 

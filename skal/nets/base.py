@@ -9,9 +9,10 @@ import numpy as np
 import torch
 from skorch import NeuralNet
 from torch import nn
+from torch.utils.data import DataLoader
 
 from ..data.pool import DEFAULT_BATCH_SIZE, is_dataset, iter_pool, materialize
-from ..exceptions import NotFittedError, SkalValueError
+from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
 from ..utils.seeding import resolve_seed, torch_seed
 from ..utils.validation import (check_consistent_length, check_images, check_labels,
                                 to_image_tensor)
@@ -20,6 +21,9 @@ from .head import capture_input, find_final_linear
 
 __all__ = ["ImageClassifierMixin"]
 
+# Images (n, H, W) / (n, C, H, W), and tabular rows (n, n_features) seen as one-row images.
+_INPUT_NDIMS = (2, 3, 4)
+
 
 class ImageClassifierMixin:
     """Mixed into skorch nets to make them image classifiers that active learning can
@@ -27,6 +31,13 @@ class ImageClassifierMixin:
 
     * Images are ``(n, H, W)`` or ``(n, C, H, W)``; uint8 is scaled by 1/255 and float
       is used as given; NaN / inf and wrong shapes are rejected with clear errors.
+    * Tabular data ``(n_samples, n_features)`` (what scikit-learn's own estimator checks
+      and most tabular pipelines pass) are accepted too: each row is treated as a
+      one-row, one-channel image ``(1, 1, n_features)``, without augmentation (columns
+      are not spatial), and ``n_features_in_`` is set. The kind of input is fixed by
+      ``fit``: a model fitted on images rejects 2-d input (it would be ambiguous: a
+      single ``(H, W)`` image missing its batch axis, or rows of features), and a
+      model fitted on tabular data rejects images and a different number of features.
     * ``in_channels`` and ``n_outputs`` are inferred from the data and passed to the
       module class only if its constructor declares those parameters (a user's module
       gets no argument it did not ask for).
@@ -63,8 +74,10 @@ class ImageClassifierMixin:
         """Forward one batch, converting images to float32 ``(n, C, H, W)`` first (and
         augmenting them when training with ``augment``)."""
         if not isinstance(x, Mapping):
+            tabular = x.ndim == 2
             x = to_image_tensor(x)
-            if self.augment and self.module_.training and torch.is_grad_enabled():
+            if (self.augment and not tabular and self.module_.training
+                    and torch.is_grad_enabled()):
                 x = random_shift(x, self.augment)
         return super().infer(x, **fit_params)
 
@@ -80,14 +93,52 @@ class ImageClassifierMixin:
             epochs = max(epochs, math.ceil(self.min_steps / steps_per_epoch))
         return epochs
 
+    def _get_param_names(self):
+        # skorch lists every attribute not ending in "_" as a parameter, including its
+        # private bookkeeping (``_params_to_validate``); private names are not
+        # parameters (clone rebuilds them from the keyword arguments).
+        return [name for name in super()._get_param_names() if not name.startswith("_")]
+
+    def get_default_callbacks(self):
+        """skorch's default callbacks, without the epoch table when ``verbose=0``
+        (it is built every epoch even when nothing is printed, a tenth of the cost of a
+        small fit)."""
+        callbacks = super().get_default_callbacks()
+        if not self.verbose:
+            callbacks = [(name, cb) for name, cb in callbacks if name != "print_log"]
+        return callbacks
+
+    def get_iterator(self, dataset, training=False):
+        """skorch's iterator; in training, a last batch of a single sample is dropped
+        (BatchNorm cannot normalise one sample; the shuffle drops a different one each
+        epoch) unless ``iterator_train__drop_last`` is set."""
+        if training and self.iterator_train is DataLoader:
+            kwargs = self.get_params_for("iterator_train")
+            batch_size = kwargs.get("batch_size", self.batch_size)
+            n = len(dataset)
+            if batch_size == -1:
+                batch_size = n
+            if "drop_last" not in kwargs and batch_size > 1 and n > 1 and n % batch_size == 1:
+                return DataLoader(dataset, **{**kwargs, "batch_size": batch_size,
+                                              "drop_last": True})
+        return super().get_iterator(dataset, training=training)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = True      # tabular rows: one-row images
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        return tags
+
     def check_data(self, X, y=None):
         """Data are validated in :meth:`fit`; skorch's own label inference is skipped
         because ``y`` is already encoded there."""
 
     # ---------------------------------------------------------------- fitting
     def _validate_images(self, X, name="X", check_values=True):
-        X = check_images(X, name=name, check_values=check_values)
+        X = check_images(X, name=name, ndims=_INPUT_NDIMS, check_values=check_values)
         if hasattr(self, "n_channels_in_"):
+            self._check_input_kind(X, name)
             channels = self._channels_of(X)
             if channels is not None and channels != self.n_channels_in_:
                 raise SkalValueError(
@@ -96,28 +147,70 @@ class ImageClassifierMixin:
                 )
         return X
 
+    def _check_input_kind(self, X, name="X"):
+        """Tabular input after a tabular fit (same number of features), images after
+        an image fit."""
+        if is_dataset(X):
+            return
+        n_features = getattr(self, "n_features_in_", None)
+        if n_features is not None:
+            if X.ndim != 2:
+                raise SkalValueError(
+                    f"{name} has shape {tuple(X.shape)} ({X.ndim} dimensions) but "
+                    f"{type(self).__name__} was fitted on tabular data (n_samples, "
+                    f"{n_features}); pass the same kind of input."
+                )
+            if X.shape[1] != n_features:
+                raise SkalValueError(
+                    f"{name} has {X.shape[1]} features, but {type(self).__name__} is "
+                    f"expecting {n_features} features as input."
+                )
+        elif X.ndim == 2:
+            raise SkalValueError(
+                f"{name} has shape {tuple(X.shape)} (2 dimensions) but "
+                f"{type(self).__name__} was fitted on images (n, H, W) or (n, C, H, W). "
+                "Reshape your data: a single image needs a leading batch axis, e.g. "
+                "X[None]; tabular rows (n_samples, n_features) need a model fitted on "
+                "tabular rows."
+            )
+
     @staticmethod
     def _channels_of(X):
         if is_dataset(X):
             return None
-        return 1 if X.ndim == 3 else int(X.shape[1])
+        return 1 if X.ndim in (2, 3) else int(X.shape[1])
+
+    @staticmethod
+    def _reject_sample_weight(fit_params):
+        if "sample_weight" in fit_params:
+            raise SkalTypeError(
+                "skal's CNN classifiers do not support sample_weight in fit; resample "
+                "the training set, or weight classes through the criterion (e.g. "
+                "criterion__weight=torch.tensor([...]))."
+            )
 
     def _validate_training_data(self, X, y, reset, classes=None):
-        X = check_images(X)
+        X = check_images(X, ndims=_INPUT_NDIMS)
         if is_dataset(X):
             X = materialize(X)
-            check_images(X)
+            check_images(X, ndims=_INPUT_NDIMS)
         y = check_labels(y, multilabel=self._multilabel)
         check_consistent_length(X, y)
         channels = self._channels_of(X)
-        if not reset and channels != self.n_channels_in_:
-            raise SkalValueError(
-                f"X has {channels} channel(s) but the model was trained on "
-                f"{self.n_channels_in_}; continued training needs the same channels."
-            )
+        if not reset:
+            self._check_input_kind(X)
+            if channels != self.n_channels_in_:
+                raise SkalValueError(
+                    f"X has {channels} channel(s) but the model was trained on "
+                    f"{self.n_channels_in_}; continued training needs the same channels."
+                )
         y_encoded = self._encode_targets(y, reset, classes)
         if reset:
             self.n_channels_in_ = channels
+            if X.ndim == 2:
+                self.n_features_in_ = int(X.shape[1])
+            else:
+                self.__dict__.pop("n_features_in_", None)
         return X, y_encoded
 
     def _seed(self, offset=0):
@@ -164,11 +257,13 @@ class ImageClassifierMixin:
         Parameters
         ----------
         X : array-like of shape (n, H, W) or (n, C, H, W), or a torch Dataset
-            Training images; uint8 is scaled by 1/255, float is used as given.
+            Training images; uint8 is scaled by 1/255, float is used as given. Tabular
+            data ``(n_samples, n_features)`` are treated as one-row images.
         y : array-like
             Class labels ``(n,)``, or multi-hot labels ``(n, n_labels)`` for
             :class:`MultiLabelCNNClassifier`.
         """
+        self._reject_sample_weight(fit_params)
         continuing = bool(self.warm_start and self._is_trained())
         return self._train(X, y, continuing, fit_params)
 
@@ -178,6 +273,7 @@ class ImageClassifierMixin:
         ``classes`` (single-label only) declares every class on the first call, as in
         scikit-learn's ``partial_fit``; later calls keep the classes of the first.
         """
+        self._reject_sample_weight(fit_params)
         return self._train(X, y, self._is_trained(), fit_params, classes=classes)
 
     def _is_trained(self):
@@ -194,7 +290,16 @@ class ImageClassifierMixin:
                 self.initialize()
                 self._prepare_head(X)
             fit_params.setdefault("epochs", self._epochs_for(len(y_encoded)))
-            NeuralNet.partial_fit(self, X, y_encoded, **fit_params)
+            try:
+                NeuralNet.partial_fit(self, X, y_encoded, **fit_params)
+            except ValueError as exc:
+                if "Expected more than 1 value per channel" not in str(exc):
+                    raise
+                raise SkalValueError(
+                    f"Training on n_samples={len(y_encoded)} failed: a BatchNorm layer got "
+                    "one value per channel (a batch of 1 sample, with tabular input or "
+                    "images pooled down to 1x1). Train on at least 2 samples."
+                ) from exc
         return self
 
     # ------------------------------------------------------------- inference
@@ -232,8 +337,17 @@ class ImageClassifierMixin:
         return np.concatenate(parts)
 
     def decision_function(self, X):
-        """Logits ``z`` of shape ``(n, n_outputs)``."""
-        return self._collect(X, lambda h, z: z)
+        """Confidence scores, float64, as scikit-learn defines them.
+
+        Multi-class and multi-label: the logits ``z``, shape ``(n, n_outputs)``. Binary
+        single-label: the log-odds of the second class, ``z[:, 1] - z[:, 0]``, shape
+        ``(n,)`` (positive means ``classes_[1]``). The raw logits of every model are
+        the ``z`` of :meth:`iter_head_outputs`.
+        """
+        z = self._collect(X, lambda h, z: z.to(torch.float64))
+        if not self._multilabel and z.shape[1] == 2:
+            return z[:, 1] - z[:, 0]
+        return z
 
     def embed(self, X, batch_size=None):
         """Penultimate features ``h`` (the input of the final linear layer)."""
@@ -241,5 +355,6 @@ class ImageClassifierMixin:
 
     def predict_proba(self, X):
         """Class probabilities (softmax), or per-label probabilities (sigmoid) for
-        multi-label nets; shape ``(n, n_outputs)``."""
-        return self._collect(X, lambda h, z: self.logits_to_proba(z))
+        multi-label nets; shape ``(n, n_outputs)``, float64 (computed from the logits in
+        double precision, so they rank exactly as :meth:`decision_function`)."""
+        return self._collect(X, lambda h, z: self.logits_to_proba(z.to(torch.float64)))

@@ -33,6 +33,12 @@ class CNNClassifier(ImageClassifierMixin, NeuralNetClassifier):
     """Convolutional image classifier (binary or multi-class), a skorch
     ``NeuralNetClassifier`` with skal's image handling.
 
+    ``X`` is ``(n, H, W)`` or ``(n, C, H, W)`` images; tabular ``(n_samples,
+    n_features)`` rows are accepted as one-row images ``(1, 1, n_features)`` (so the
+    estimator passes scikit-learn's checks and works after tabular transformers), and a
+    model fitted on images rejects 2-d input with a clear error. ``decision_function``
+    follows scikit-learn: binary log-odds ``(n,)``, multi-class logits ``(n, C)``.
+
     Parameters
     ----------
     module : torch.nn.Module class or instance, default=SmallCNN
@@ -113,8 +119,8 @@ class CNNClassifier(ImageClassifierMixin, NeuralNetClassifier):
                 if len(classes) < 2:
                     raise SkalValueError(
                         f"y has a single class ({classes.tolist()}); a classifier needs at "
-                        "least two. Label at least one sample of another class, or pass "
-                        "classes=[...] with every class of the task."
+                        "least two, one class is not enough. Label at least one sample of "
+                        "another class, or pass classes=[...] with every class of the task."
                     )
             encoded = encode_labels(y, classes)
             self.classes_inferred_ = classes
@@ -129,4 +135,5 @@ class CNNClassifier(ImageClassifierMixin, NeuralNetClassifier):
 
     def predict(self, X):
         """Most probable class for each image (values from ``classes_``)."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]

@@ -17,9 +17,12 @@ __all__ = ["MultiLabelCNNClassifier"]
 class MultiLabelCNNClassifier(ImageClassifierMixin, ClassifierMixin, NeuralNet):
     """Multi-label convolutional classifier: one sigmoid probability per label.
 
-    ``fit(X, Y)`` takes multi-hot targets ``Y`` of shape ``(n, n_labels)``;
-    ``predict_proba`` returns ``(n, n_labels)`` probabilities and ``predict`` the
-    multi-hot decisions ``proba >= threshold``.
+    ``fit(X, Y)`` takes multi-hot targets ``Y`` of shape ``(n, n_labels)`` (1-d targets
+    are rejected: each label is a binary problem, use :class:`skal.CNNClassifier` for
+    single-label classes); ``predict_proba`` returns ``(n, n_labels)`` probabilities,
+    ``decision_function`` the logits and ``predict`` the multi-hot decisions
+    ``proba >= threshold``. Images and tabular rows are handled as in
+    :class:`skal.CNNClassifier`.
 
     Parameters
     ----------
@@ -55,6 +58,15 @@ class MultiLabelCNNClassifier(ImageClassifierMixin, ClassifierMixin, NeuralNet):
         self.predict_batch_size = predict_batch_size
         self.min_steps = min_steps
         self.augment = augment
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # multi-hot targets only: scikit-learn's checks then pass 2-d (n, 1) targets
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = False
+        tags.classifier_tags.multi_label = True
+        tags.classifier_tags.multi_class = False
+        return tags
 
     def _encode_targets(self, y, reset, classes=None):
         n_labels = y.shape[1]

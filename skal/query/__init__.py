@@ -9,12 +9,25 @@ from .disagreement import (KL_max_disagreement, consensus_entropy,
                            consensus_entropy_sampling, max_disagreement_sampling,
                            vote_entropy, vote_entropy_sampling)
 from .random import random_sampling
+from .diversity import badge_sampling, coreset_sampling
+from .gradnorm import (classifier_entropy_gradnorm, classifier_expected_gradnorm,
+                       entropy_gradnorm, expected_gradnorm)
+from .latent import LatentHardSampling
+from .synthesis import Synthesized
 from .tdgf import TDGF, tdgf_scores
 from .uncertainty import (classifier_entropy, classifier_margin, classifier_uncertainty,
                           entropy_sampling, margin_sampling, uncertainty_sampling)
 
 __all__ = [
     "random_sampling",
+    "expected_gradnorm",
+    "entropy_gradnorm",
+    "classifier_expected_gradnorm",
+    "classifier_entropy_gradnorm",
+    "badge_sampling",
+    "coreset_sampling",
+    "LatentHardSampling",
+    "Synthesized",
     "TDGF",
     "tdgf_scores",
     "uncertainty_sampling",

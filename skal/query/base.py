@@ -7,8 +7,10 @@ Strategies return ``(indices, scores)``, as modAL >= 0.4 does, so they also run 
 """
 
 import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
+from torch.utils.data import Subset
 
-from ..data.pool import iter_pool, pool_length
+from ..data.pool import DEFAULT_BATCH_SIZE, is_dataset, iter_pool, pool_length
 from ..exceptions import SkalValueError
 from ..utils.validation import check_n_instances
 
@@ -43,7 +45,7 @@ def is_multilabel(learner):
     return bool(getattr(fitted_estimator(learner), "_multilabel", False))
 
 
-def score_pool(score_batch, X, batch_size=None):
+def score_pool(score_batch, X, batch_size=None, n_jobs=None):
     """Apply ``score_batch`` to each batch of the pool and gather one score per sample.
 
     This is the single batched loop behind every pool-scoring strategy in skal. Only one
@@ -58,6 +60,14 @@ def score_pool(score_batch, X, batch_size=None):
         The pool.
     batch_size : int or None
         Samples per batch (default 256).
+    n_jobs : int or None
+        ``None`` or 1: score in this process. Otherwise split the pool into contiguous
+        chunks (on batch boundaries, so every batch is the one of the sequential loop)
+        and score each chunk in a joblib worker with the same per-batch loop, on the
+        active joblib backend (``loky`` processes by default; a Dask cluster inside
+        ``joblib.parallel_backend("dask")``). The scores are those of ``n_jobs=1``.
+        ``score_batch`` and the pool are sent to the workers, so they must pickle
+        (memmaps travel as file references, torch Datasets as objects).
 
     Returns
     -------
@@ -66,6 +76,30 @@ def score_pool(score_batch, X, batch_size=None):
     n = pool_length(X)
     if n == 0:
         raise SkalValueError("The pool is empty: there is nothing to score.")
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else int(batch_size)
+    n_batches = -(-n // max(batch_size, 1))
+    workers = 1 if n_jobs in (None, 1) else min(effective_n_jobs(n_jobs), n_batches)
+    if workers <= 1:
+        return _score_chunk(score_batch, X, batch_size)
+    bounds = [round(k * n_batches / workers) * batch_size for k in range(workers + 1)]
+    bounds[-1] = n
+    parts = Parallel(n_jobs=workers)(
+        delayed(_score_chunk)(score_batch, _chunk(X, start, stop), batch_size)
+        for start, stop in zip(bounds[:-1], bounds[1:]) if stop > start)
+    return np.concatenate(parts)
+
+
+def _chunk(X, start, stop):
+    """Samples ``start:stop`` of the pool: a slice (view) of an array, a ``Subset`` of a
+    torch Dataset."""
+    if is_dataset(X):
+        return Subset(X, range(start, stop))
+    return X[start:stop]
+
+
+def _score_chunk(score_batch, X, batch_size):
+    """The sequential loop of :func:`score_pool` over one pool (or chunk)."""
+    n = pool_length(X)
     out = None
     for start, batch in iter_pool(X, batch_size):
         values = np.asarray(score_batch(batch), dtype=np.float64)
@@ -80,9 +114,10 @@ def score_pool(score_batch, X, batch_size=None):
     return out
 
 
-def predict_proba_pool(classifier, X, batch_size=None):
-    """``classifier.predict_proba`` over the pool, batch by batch."""
-    return score_pool(classifier.predict_proba, X, batch_size)
+def predict_proba_pool(classifier, X, batch_size=None, n_jobs=None):
+    """``classifier.predict_proba`` over the pool, batch by batch (in ``n_jobs`` joblib
+    workers when given, see :func:`score_pool`)."""
+    return score_pool(classifier.predict_proba, X, batch_size, n_jobs=n_jobs)
 
 
 def aggregate_labels(per_label, aggregate):

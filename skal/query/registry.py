@@ -1,8 +1,11 @@
 """Strategies by name, for the command line and for reports."""
 
 import copy
+import functools
 
 from ..exceptions import SkalValueError
+from .diversity import badge_sampling, coreset_sampling
+from .gradnorm import entropy_gradnorm, expected_gradnorm
 from .random import random_sampling
 from .tdgf import TDGF
 from .uncertainty import entropy_sampling, margin_sampling, uncertainty_sampling
@@ -16,6 +19,14 @@ STRATEGIES = {
     "margin": margin_sampling,
     "entropy": entropy_sampling,
     "tdgf": TDGF(),
+    "expected_gradnorm": expected_gradnorm,
+    "expected_gradnorm_last": functools.partial(expected_gradnorm, scope="last"),
+    "expected_gradnorm_all": functools.partial(expected_gradnorm, scope="all"),
+    "entropy_gradnorm": entropy_gradnorm,
+    "entropy_gradnorm_last": functools.partial(entropy_gradnorm, scope="last"),
+    "entropy_gradnorm_all": functools.partial(entropy_gradnorm, scope="all"),
+    "badge": badge_sampling,
+    "coreset": coreset_sampling,
 }
 
 
@@ -40,4 +51,16 @@ def strategy_name(strategy):
             return key
         if hasattr(value, "get_params") and type(value) is type(strategy):
             return key
+        if _same_partial(value, strategy):
+            return key
+    if isinstance(strategy, functools.partial):
+        arguments = [repr(a) for a in strategy.args]
+        arguments += [f"{k}={v!r}" for k, v in strategy.keywords.items()]
+        return f"{strategy_name(strategy.func)}({', '.join(arguments)})"
     return getattr(strategy, "__name__", type(strategy).__name__)
+
+
+def _same_partial(a, b):
+    """Two ``functools.partial`` objects binding the same function and arguments."""
+    return (isinstance(a, functools.partial) and isinstance(b, functools.partial)
+            and a.func is b.func and a.args == b.args and a.keywords == b.keywords)

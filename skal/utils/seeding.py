@@ -2,6 +2,7 @@
 
 import contextlib
 import numbers
+import threading
 
 import numpy as np
 import torch
@@ -28,16 +29,25 @@ def resolve_seed(random_state, offset=0):
     )
 
 
+# torch's generators are global to the process: two seeded blocks running at once in
+# threads (joblib's threading backend, Dask workers with several threads) would draw
+# from one stream in an unpredictable interleaving. Seeded blocks therefore run one at
+# a time per process (re-entrant, so nested seeded fits are fine).
+_SEED_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def torch_seed(seed):
     """Run a block with torch's generators seeded, restoring their state afterwards.
 
-    With ``seed=None`` the block runs on the global generators, untouched.
+    With ``seed=None`` the block runs on the global generators, untouched. Seeded blocks
+    of different threads of one process run one after the other, so a seed gives one
+    result under thread-based parallelism too (processes run in parallel as usual).
     """
     if seed is None:
         yield
         return
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
+    with _SEED_LOCK, torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield

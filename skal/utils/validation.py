@@ -5,9 +5,13 @@ it, before any state is changed.
 """
 
 import numbers
+import warnings
 
 import numpy as np
 import torch
+from scipy import sparse
+from sklearn.exceptions import DataConversionWarning
+from sklearn.utils.multiclass import type_of_target
 
 from ..exceptions import SkalTypeError, SkalValueError
 from ..data.pool import is_dataset, pool_length
@@ -46,7 +50,9 @@ def check_images(X, *, name="X", ndims=(3, 4), allow_dataset=True, check_values=
     Parameters
     ----------
     X : array-like, np.memmap, torch.Tensor or torch Dataset
-        Images of shape ``(n, H, W)`` or ``(n, C, H, W)``.
+        Images of shape ``(n, H, W)`` or ``(n, C, H, W)`` (and ``(n, n_features)`` where
+        ``ndims`` allows 2). Array-likes (lists, pandas frames, objects with
+        ``__array__``) are converted; numeric ``object`` arrays are converted to float64.
     name : str
         Name used in error messages.
     ndims : tuple of int
@@ -65,8 +71,14 @@ def check_images(X, *, name="X", ndims=(3, 4), allow_dataset=True, check_values=
         if pool_length(X) == 0:
             raise SkalValueError(f"{name} is empty; it must contain at least one image.")
         return X
+    if sparse.issparse(X):
+        raise SkalTypeError(
+            f"{name} is a sparse {type(X).__name__}; sparse input is not supported. "
+            "skal needs dense arrays: convert it with X.toarray()."
+        )
     if not isinstance(X, (np.ndarray, torch.Tensor)):
-        if isinstance(X, (str, bytes)) or not hasattr(X, "__len__"):
+        if isinstance(X, (str, bytes)) or not (hasattr(X, "__len__")
+                                                or hasattr(X, "__array__")):
             raise SkalTypeError(
                 f"{name} must be an array of images (numpy array, memmap, tensor) or a "
                 f"torch Dataset; got {type(X).__name__}."
@@ -77,6 +89,12 @@ def check_images(X, *, name="X", ndims=(3, 4), allow_dataset=True, check_values=
             raise SkalValueError(
                 f"{name} could not be converted to an array: {exc}. Pass images of one shape."
             ) from exc
+    if isinstance(X, np.ndarray) and X.dtype.kind == "c":
+        raise SkalValueError(
+            f"Complex data not supported: {name} has dtype {X.dtype}; pass real-valued images."
+        )
+    if isinstance(X, np.ndarray) and X.dtype.kind == "O":
+        X = _object_to_float(X, name)
     dtype_kind = "f" if isinstance(X, torch.Tensor) and X.is_floating_point() else (
         "i" if isinstance(X, torch.Tensor) else X.dtype.kind)
     if dtype_kind not in _NUMERIC_KINDS:
@@ -87,30 +105,88 @@ def check_images(X, *, name="X", ndims=(3, 4), allow_dataset=True, check_values=
         shapes = " or ".join({3: "(n, H, W)", 4: "(n, C, H, W)", 2: "(n, n_features)"}[d] for d in ndims)
         raise SkalValueError(
             f"{name} has shape {tuple(X.shape)} ({X.ndim} dimensions); expected {shapes}. "
-            "A single image needs a leading batch axis, e.g. X[None]."
+            "Reshape your data: a single image needs a leading batch axis, e.g. X[None]."
         )
     if X.shape[0] == 0:
-        raise SkalValueError(f"{name} is empty; it must contain at least one image.")
+        raise SkalValueError(
+            f"{name} is empty: 0 sample(s) (shape={tuple(X.shape)}); it must contain at "
+            "least one image."
+        )
+    if X.ndim >= 2 and 0 in tuple(X.shape[1:]):
+        raise SkalValueError(
+            f"{name} has 0 feature(s) (shape={tuple(X.shape)}) while a minimum of 1 is "
+            "required: every image needs at least one pixel."
+        )
     if check_values:
         check_finite(X, name)
     return X
 
 
+def _object_to_float(X, name):
+    """Numeric values stored in an ``object`` array, as float64."""
+    try:
+        return X.astype(np.float64)
+    except TypeError as exc:
+        raise SkalTypeError(
+            f"{name} has dtype object with non-numeric entries ({exc}); images must be "
+            "numeric."
+        ) from exc
+    except ValueError as exc:
+        raise SkalValueError(
+            f"{name} has dtype object with non-numeric entries ({exc}); images must be "
+            "numeric."
+        ) from exc
+
+
 def check_labels(y, *, name="y", multilabel=False):
-    """Validate labels: 1-d for single-label, 2-d multi-hot for multi-label."""
+    """Validate labels: 1-d for single-label, 2-d multi-hot for multi-label.
+
+    Single-label: a column vector ``(n, 1)`` is flattened with scikit-learn's
+    ``DataConversionWarning``; continuous targets are rejected (``Unknown label type``).
+    """
     if y is None:
-        raise SkalValueError(f"{name} is None; labels are required.")
+        raise SkalValueError(
+            f"{name} is None: this estimator requires y to be passed, but the target y is "
+            "None. Pass one label per sample."
+        )
     y = np.asarray(y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y)
     if multilabel:
         if y.ndim != 2:
+            kind = type_of_target(y) if y.ndim == 1 and len(y) else "unknown"
+            if kind == "continuous":
+                raise SkalValueError(
+                    f"Unknown label type: continuous. {name} holds continuous values; "
+                    "multi-label targets must be a 2-d multi-hot array (n_samples, n_labels)."
+                )
+            if kind == "multiclass":
+                raise SkalValueError(
+                    f"Only binary classification is supported. {name} is a 1-d multiclass "
+                    "target, but a multi-label classifier predicts independent binary "
+                    "labels from a 2-d multi-hot array (n_samples, n_labels). For "
+                    "multi-class targets use CNNClassifier."
+                )
             raise SkalValueError(
                 f"{name} has shape {y.shape}; multi-label targets must be a 2-d multi-hot "
-                "array of shape (n_samples, n_labels)."
+                "array of shape (n_samples, n_labels). For single-label (class) targets "
+                "use CNNClassifier."
             )
+        if y.dtype.kind == "O":
+            try:
+                y = y.astype(np.float64)
+            except (TypeError, ValueError):
+                raise SkalValueError(
+                    f"Unknown label type: {name} has dtype object with non-numeric "
+                    "entries; multi-label targets must be multi-hot 0/1."
+                ) from None
         if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
             raise SkalValueError(f"{name} must contain only 0 and 1 (multi-hot labels).")
         return y
     if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected. Please change "
+            "the shape of y to (n_samples,), for example using ravel().",
+            DataConversionWarning, stacklevel=3,
+        )
         y = y[:, 0]
     if y.ndim != 1:
         raise SkalValueError(
@@ -122,6 +198,12 @@ def check_labels(y, *, name="y", multilabel=False):
     if y.dtype.kind == "O":
         if any(v is None for v in y):
             raise SkalValueError(f"{name} contains missing labels (None).")
+    if y.dtype.kind == "f" and len(y) and type_of_target(y) == "continuous":
+        raise SkalValueError(
+            f"Unknown label type: continuous. {name} holds continuous values (e.g. "
+            f"{y[np.flatnonzero(y != np.round(y))[:3]].tolist()}); a classifier needs "
+            "discrete class labels. For regression use a regressor."
+        )
     return y
 
 
@@ -155,7 +237,8 @@ def to_image_tensor(batch, *, name="X"):
     """Convert one batch of images to a float32 ``(n, C, H, W)`` tensor.
 
     uint8 images are scaled by 1/255; other integer types are cast; float images are
-    used as given. NaN / inf are rejected. ``(n, H, W)`` gains a channel axis.
+    used as given. NaN / inf are rejected. ``(n, H, W)`` gains a channel axis, and
+    tabular rows ``(n, n_features)`` become one-row images ``(n, 1, 1, n_features)``.
     """
     if isinstance(batch, torch.Tensor):
         t = batch
@@ -175,9 +258,12 @@ def to_image_tensor(batch, *, name="X"):
         t = t.to(torch.float32)
     if t.ndim == 3:
         t = t.unsqueeze(1)
+    elif t.ndim == 2:
+        t = t[:, None, None, :]
     elif t.ndim != 4:
         raise SkalValueError(
-            f"{name} batch has shape {tuple(t.shape)}; expected (n, H, W) or (n, C, H, W)."
+            f"{name} batch has shape {tuple(t.shape)}; expected (n, H, W), (n, C, H, W) "
+            "or tabular (n, n_features)."
         )
     if not bool(torch.isfinite(t).all()):
         raise SkalValueError(
