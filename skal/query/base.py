@@ -11,10 +11,10 @@ from joblib import Parallel, delayed, effective_n_jobs
 from torch.utils.data import Subset
 
 from ..data.pool import DEFAULT_BATCH_SIZE, is_dataset, iter_pool, pool_length
-from ..exceptions import SkalValueError
+from ..exceptions import SkalTypeError, SkalValueError
 from ..utils.validation import check_n_instances
 
-__all__ = ["labelled_data", "score_pool", "predict_proba_pool", "multi_argmax", "fitted_estimator",
+__all__ = ["labelled_data", "subset_positions", "score_pool", "predict_proba_pool", "multi_argmax", "fitted_estimator",
            "is_multilabel", "aggregate_labels"]
 
 
@@ -171,3 +171,22 @@ def _seed_of(random_state):
     if isinstance(random_state, np.random.Generator):
         return random_state.integers(0, 2**31 - 1)
     return random_state
+
+
+def subset_positions(n_pool, subset, n_instances, random_state):
+    """Sorted random positions of the pool to score (``subset`` of them, drawn with
+    ``random_state``), or None for the whole pool: the reference GradNorm code scores a
+    random subset of the pool each cycle, and TDGF offers the same."""
+    if subset is None:
+        return None
+    if isinstance(subset, bool) or not isinstance(subset, (int, np.integer)):
+        raise SkalTypeError(f"subset must be an integer or None; got {subset!r}.")
+    if subset < n_instances:
+        raise SkalValueError(
+            f"subset={subset} is smaller than n_instances={n_instances}; score at least as "
+            "many samples as you query."
+        )
+    if subset >= n_pool:
+        return None
+    rng = np.random.default_rng(_seed_of(random_state))
+    return np.sort(rng.choice(n_pool, size=int(subset), replace=False))

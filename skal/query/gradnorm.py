@@ -33,7 +33,8 @@ from ..grad import (DEFAULT_CHUNK_SIZE, NORMS, class_gradient_sqnorms,
                     class_logit_gradients, last_layer_norm, logit_gradient,
                     per_sample_grad_norms)
 from ..utils.validation import check_n_instances, to_image_tensor
-from .base import _seed_of, fitted_estimator, is_multilabel, multi_argmax, score_pool
+from .base import (_seed_of, fitted_estimator, is_multilabel, multi_argmax, score_pool,
+                   subset_positions)
 
 __all__ = [
     "classifier_expected_gradnorm",
@@ -266,29 +267,12 @@ def classifier_entropy_gradnorm(classifier, X, *, scope="last", norm="reference"
 
 
 # ----------------------------------------------------------------------- strategies
-def _subset_positions(n_pool, subset, n_instances, random_state):
-    """Sorted random positions of the pool to score, or None for the whole pool."""
-    if subset is None:
-        return None
-    if isinstance(subset, bool) or not isinstance(subset, (int, np.integer)):
-        raise SkalTypeError(f"subset must be an integer or None; got {subset!r}.")
-    if subset < n_instances:
-        raise SkalValueError(
-            f"subset={subset} is smaller than n_instances={n_instances}; score at least as "
-            "many samples as you query."
-        )
-    if subset >= n_pool:
-        return None
-    rng = np.random.default_rng(_seed_of(random_state))
-    return np.sort(rng.choice(n_pool, size=int(subset), replace=False))
-
-
 def _query(measure, classifier, X_pool, n_instances, subset, random_state, measure_kwargs):
     n_pool = pool_length(X_pool)
     n_instances = check_n_instances(n_instances, n_pool)
     if isinstance(random_state, np.random.RandomState):
         random_state = _seed_of(random_state)
-    positions = _subset_positions(n_pool, subset, n_instances, random_state)
+    positions = subset_positions(n_pool, subset, n_instances, random_state)
     X = X_pool if positions is None else take(X_pool, positions)
     scores = measure(classifier, X, **measure_kwargs)
     picked, values = multi_argmax(scores, n_instances, random_state)

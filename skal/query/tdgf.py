@@ -30,7 +30,8 @@ from ..data.pool import pool_length, take
 from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
 from ..grad import logit_gradient
 from ..utils.seeding import resolve_seed
-from .base import fitted_estimator, labelled_data, multi_argmax, score_pool
+from .base import (fitted_estimator, labelled_data, multi_argmax, score_pool,
+                   subset_positions)
 
 __all__ = ["TDGF", "tdgf_scores", "tdgf_statistics", "derive_proxy"]
 
@@ -217,8 +218,6 @@ class TDGF(BaseEstimator):
                 f"history must be 'lag' or 'previous_round'; got {self.history!r}.")
         if isinstance(self.lag, bool) or not isinstance(self.lag, (int, np.integer)) or self.lag < 1:
             raise SkalValueError(f"lag must be a positive integer; got {self.lag!r}.")
-        if self.subset is not None and int(self.subset) < 1:
-            raise SkalValueError(f"subset must be None or a positive integer; got {self.subset!r}.")
 
     def _fit_proxies(self, target, X, y, seed):
         proxy = derive_proxy(target) if self.proxy is None else clone(self.proxy)
@@ -256,11 +255,10 @@ class TDGF(BaseEstimator):
             raise SkalValueError("The proxy and the target model have different classes_.")
 
         n_pool = pool_length(X_pool)
-        candidates = np.arange(n_pool)
-        if self.subset is not None and int(self.subset) < n_pool:
-            rng = np.random.default_rng(resolve_seed(seed_source))
-            candidates = np.sort(rng.choice(n_pool, int(self.subset), replace=False))
-        pool = take(X_pool, candidates) if len(candidates) < n_pool else X_pool
+        positions = subset_positions(n_pool, self.subset, n_instances,
+                                     resolve_seed(seed_source))
+        candidates = np.arange(n_pool) if positions is None else positions
+        pool = X_pool if positions is None else take(X_pool, positions)
 
         def score_batch(batch):
             stats = tdgf_statistics(proxy, history, batch)
