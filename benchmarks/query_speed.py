@@ -36,18 +36,24 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+# OpenMP threads that spin while waiting burn the cores of a shared machine and slow
+# every multi-threaded op when the machine is oversubscribed; wait passively instead
+# (for every measurement alike). Must be set before torch starts; override it from
+# the environment (OMP_WAIT_POLICY=ACTIVE) to measure torch's default.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from _common import environment
-from skal import CNNClassifier
-from skal.query import (classifier_entropy, classifier_entropy_gradnorm,
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from _common import environment  # noqa: E402
+from skal import CNNClassifier  # noqa: E402
+from skal.query import (classifier_entropy, classifier_entropy_gradnorm,  # noqa: E402
                         classifier_expected_gradnorm)
-from skal.utils.io import atomic_write_json
-from skal.utils.validation import to_image_tensor
+from skal.utils.io import atomic_write_json  # noqa: E402
+from skal.utils.validation import to_image_tensor  # noqa: E402
 
 BATCH = 256
 THREADS = 2
@@ -307,7 +313,7 @@ def main(argv=None):
     for run in memory.get("runs", []):
         print(f"peak memory of scope='all' scoring ({memory['model']}), pool {run['pool']}: "
               f"+{run['peak_above_baseline_mb']:.1f} MiB")
-    payload = {"pool": args.pool, "loop_images": args.loop, "batch_size": BATCH,
+    payload = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "pool": args.pool, "loop_images": args.loop, "batch_size": BATCH,
                "threads": THREADS, "repeats": args.repeats, "models": results,
                "memory": memory, "environment": environment(),
                "load_average_before": load_before, "load_average_after": os.getloadavg()}

@@ -304,11 +304,19 @@ def _as_cotangent(a, n_outputs):
     return a
 
 
-def _linear_plan(module, x1, params, enabled):
-    """Run one sample through the module (no gradient) and find the ``nn.Linear`` layers
-    whose per-sample gradient norms follow in closed form: plain ``nn.Linear`` forward,
-    differentiated weight, parameters not tied to another module, called exactly once
-    per forward pass (no weight sharing).
+def _closed_form_layer(layer):
+    """Whether the per-sample weight gradient norms of ``layer`` are formed from its
+    output gradient and input: a plain ``nn.Linear``. (The same is possible for
+    convolutions with patches, ``sum_l delta_l u_l^T``, but measured slower on CPU than
+    ``vmap``'s own per-sample convolution gradients, so they are left to ``vmap``.)"""
+    return isinstance(layer, nn.Linear) and type(layer).forward is nn.Linear.forward
+
+
+def _layer_plan(module, x1, params, enabled):
+    """Run one sample through the module (no gradient) and find the layers whose
+    per-sample gradient norms are formed from their output gradient and input (see
+    :func:`_closed_form_sqnorms`): closed-form layer type, differentiated weight,
+    parameters not tied to another module, called exactly once per forward pass.
 
     Returns ``(z0, plan)`` with ``plan = {layer name: (weight name, bias name or None,
     per-sample output shape)}``.
@@ -321,8 +329,7 @@ def _linear_plan(module, x1, params, enabled):
         for name, layer in module.named_modules():
             prefix = f"{name}." if name else ""
             tied = any(uses.get(id(p), 0) > 1 for p in layer.parameters(recurse=False))
-            if (isinstance(layer, nn.Linear) and type(layer).forward is nn.Linear.forward
-                    and f"{prefix}weight" in params and not tied):
+            if _closed_form_layer(layer) and f"{prefix}weight" in params and not tied:
                 def record(_mod, _inp, out, name=name):
                     calls[name] = calls.get(name, 0) + 1
                     shapes[name] = tuple(out.shape)
@@ -342,10 +349,11 @@ def _linear_plan(module, x1, params, enabled):
     return z0, plan
 
 
-def _linear_sqnorms(delta, h, has_bias):
-    """Squared norms of a linear layer's per-sample gradients from its output gradients
-    ``delta`` ``(K, *out_shape)`` and input ``h`` ``(*in_shape)``: ``||delta h^T||^2 =
-    ||delta||^2 ||h||^2`` for one row, ``||sum_r delta_r h_r^T||^2`` otherwise."""
+def _closed_form_sqnorms(layer, delta, h, has_bias):
+    """Squared norms of a dense layer's per-sample weight (and bias) gradients from its
+    output gradients ``delta`` ``(K, *out_shape)`` and its input ``h`` (one sample):
+    ``||delta h^T||^2 = ||delta||^2 ||h||^2`` for one row of features, and
+    ``||sum_r delta_r h_r^T||^2`` when the layer is applied to several rows."""
     k, n_out, n_in = delta.shape[0], delta.shape[-1], h.shape[-1]
     rows = h.numel() // n_in
     if rows == 1:
@@ -353,12 +361,12 @@ def _linear_sqnorms(delta, h, has_bias):
         parts = [d_sq * h.pow(2).sum()]
         if has_bias:
             parts.append(d_sq)
-    else:
-        d = delta.reshape(k, rows, n_out)
-        g = torch.einsum("kro,rd->kod", d, h.reshape(rows, n_in))
-        parts = [g.pow(2).sum(dim=(1, 2))]
-        if has_bias:
-            parts.append(d.sum(dim=1).pow(2).sum(dim=1))
+        return parts
+    d = delta.reshape(k, rows, n_out)
+    g = torch.einsum("kro,rd->kod", d, h.reshape(rows, n_in))
+    parts = [g.pow(2).sum(dim=(1, 2))]
+    if has_bias:
+        parts.append(d.sum(dim=1).pow(2).sum(dim=1))
     return parts
 
 
@@ -372,7 +380,7 @@ def _chunk_step(chunk_size, n_cotangents, n_materialised):
 
 
 def _engine(module, x, cotangent, cot_args, chunk_size, parameters, reduce,
-            linear_closed_form=False):
+            closed_form=False):
     """Yield ``(start, reduce(per-sample grads) [+ closed-form linear sqnorms], logits)``
     chunk by chunk (see :func:`per_sample_gradients` and :func:`per_sample_grad_norms`).
     """
@@ -391,7 +399,7 @@ def _engine(module, x, cotangent, cot_args, chunk_size, parameters, reduce,
         return
     with _eval_mode(module), _affine_batchnorm(module):
         params, rest = _split_parameters(module, parameters)
-        z0, plan = _linear_plan(module, x[:1], params, linear_closed_form)
+        z0, plan = _layer_plan(module, x[:1], params, closed_form)
         # The number of cotangents per sample K sizes the chunks: at most chunk_size
         # per-sample gradients (samples x cotangents) exist at once.
         k = _as_cotangent(cotangent(z0, *(arg[:1] for arg in cot_args))[0],
@@ -400,6 +408,7 @@ def _engine(module, x, cotangent, cot_args, chunk_size, parameters, reduce,
         rest = {**rest, **{name: params[name] for name in closed}}
         params = {name: p for name, p in params.items() if name not in closed}
         step = _chunk_step(chunk_size, k, sum(p.numel() for p in params.values()))
+        layers = {name: module.get_submodule(name) for name in plan}
         state = {}
 
         def probe_hook(name):
@@ -432,8 +441,8 @@ def _engine(module, x, cotangent, cot_args, chunk_size, parameters, reduce,
             if plan:
                 parts = [out] if out is not None else []
                 for name, (_, bias, _) in plan.items():
-                    parts += [s.unsqueeze(1) for s in
-                              _linear_sqnorms(deltas[name], inputs[name], bias is not None)]
+                    parts += [s.unsqueeze(1) for s in _closed_form_sqnorms(
+                        layers[name], deltas[name], inputs[name], bias is not None)]
                 out = torch.cat(parts, dim=1)
             return out, z
 
@@ -508,7 +517,7 @@ def _tensor_sqnorms(grads):
 
 def per_sample_grad_norms(module, x, cotangent, *cot_args, norm="reference",
                           chunk_size=DEFAULT_CHUNK_SIZE, parameters=None,
-                          linear_closed_form=True):
+                          closed_form=True):
     """Norms of the whole-network per-sample gradients ``J(x_i)^T a_ik``.
 
     Same arguments as :func:`per_sample_gradients`; the gradients of a chunk are reduced
@@ -519,7 +528,7 @@ def per_sample_grad_norms(module, x, cotangent, *cot_args, norm="reference",
     ----------
     norm : {"reference", "l2"}
         Sum of per-tensor Frobenius norms (Wang et al.'s code) or the global L2 norm.
-    linear_closed_form : bool, default=True
+    closed_form : bool, default=True
         For each ``nn.Linear`` layer called once per forward pass, take the norms of its
         per-sample gradient ``delta h^T`` from ``||delta|| ||h||`` (``delta`` = the
         layer's output gradient, read through a zero "probe" added to its output inside
@@ -536,7 +545,7 @@ def per_sample_grad_norms(module, x, cotangent, *cot_args, norm="reference",
     _check_norm(norm)
     norms, logits = [], []
     for _, sq, z in _engine(module, x, cotangent, cot_args, chunk_size, parameters,
-                            reduce=_tensor_sqnorms, linear_closed_form=linear_closed_form):
+                            reduce=_tensor_sqnorms, closed_form=closed_form):
         norms.append(combine_norms(sq, norm=norm))
         logits.append(z)
     return torch.cat(norms), torch.cat(logits)

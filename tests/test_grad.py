@@ -254,8 +254,9 @@ class SharedLinearNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(1, 2, 3, stride=2)
-        self.tokens = nn.Linear(7, 5)            # applied to (n, 2 * 7, 7) rows
+        self.conv = nn.Conv2d(1, 2, (3, 2), stride=2, dilation=(2, 1), padding=(2, 0))
+        self.grouped = nn.Conv2d(2, 2, 1, groups=2)            # no closed form: vmap
+        self.tokens = nn.Linear(8, 5)            # applied to (n, 2 * 8, 8) rows
         self.shared = nn.Linear(5, 5)            # called twice
         self.a = nn.Linear(5, 5)
         self.b = nn.Linear(5, 5)
@@ -264,7 +265,7 @@ class SharedLinearNet(nn.Module):
         self.fc.register_forward_hook(lambda _m, _i, out: 2.0 * out)
 
     def forward(self, x):
-        t = self.tokens(self.conv(x).flatten(1, 2))           # (n, 14, 5)
+        t = self.tokens(self.grouped(self.conv(x)).flatten(1, 2))   # (n, 16, 5)
         u = t.mean(1)
         u = torch.tanh(self.shared(torch.tanh(self.shared(u))))
         u = torch.tanh(self.b(torch.tanh(self.a(u))))
@@ -278,16 +279,16 @@ def test_linear_closed_form_fallbacks_and_bn_patch_removed(closed_form):
     x = _x(5)
     for norm in ("reference", "l2"):
         got, _ = per_sample_grad_norms(net, x, class_logit_gradients, norm=norm,
-                                       linear_closed_form=closed_form)
+                                       closed_form=closed_form)
         for c in range(3):
             ref = _reference_norms(
                 net, x, lambda zz, i: nn.functional.cross_entropy(zz, torch.tensor([c])), norm)
             torch.testing.assert_close(got[:, c], ref, rtol=RTOL, atol=0)
-    from skal.grad import _linear_plan
-    _, plan = _linear_plan(net, x[:1], dict(net.named_parameters()), closed_form)
+    from skal.grad import _layer_plan
+    _, plan = _layer_plan(net, x[:1], dict(net.named_parameters()), closed_form)
     assert set(plan) == ({"tokens", "fc"} if closed_form else set())   # not "shared"
     bn_net = _net()
     per_sample_grad_norms(bn_net, x[:, :, :16, :16], class_logit_gradients,
-                          linear_closed_form=closed_form)
+                          closed_form=closed_form)
     assert "forward" not in vars(bn_net.features[1])           # patch undone
     assert not any(m._forward_hooks for m in bn_net.modules())  # probes removed
