@@ -10,6 +10,10 @@ Setting: a pool of 10,000 random 1x28x28 images, 2 threads, batch size 256 every
 on a fixed reference CNN given as a user module (conv 16 and conv 32 with BatchNorm,
 a 64-unit hidden layer, 2 or 10 outputs) and on skal's default ``SmallCNN``. Each
 model is fitted briefly on 300 randomly labelled images (it is a timing benchmark).
+The reference CNN opts in to ``memory_format="channels_last"`` (its forward uses
+``flatten``), which skal's own networks get by default; the plain forward pass is timed
+in both layouts, and the reference loop runs on a copy in torch's default layout (the
+faster one at batch size 1, and the reference code's).
 
 Measured over the whole pool (best of ``--repeats`` interleaved rounds; wall and CPU
 time): a plain forward pass
@@ -19,15 +23,18 @@ extrapolated to the pool: (i) the reference code itself, whose loss
 ``sum_c p_c CE(f(x), c)`` with ``p`` attached is the entropy, hence skal's
 ``entropy_gradnorm(scope="all")``; (ii) the same loop for the expectation of norms
 ``sum_c p_c ||grad CE(f(x), c)||`` (one backward per class), skal's
-``expected_gradnorm(scope="all")``. The loop's 300 scores are compared with skal's.
-Peak memory of ``scope="all"`` scoring is measured in fresh processes for two pool
-sizes (RSS high-water mark above the pre-scoring level, sampled every 2 ms).
+``expected_gradnorm(scope="all")``. The loop's 300 scores are compared with skal's,
+and both with the same loop run in float64 (the exact values).
+Peak memory of ``scope="all"`` expected GradNorm scoring is measured in fresh processes
+for two pool sizes (RSS high-water mark above the pre-scoring level, sampled every 2 ms,
+with a fixed glibc mmap threshold so that freed blocks leave RSS).
 
     python benchmarks/query_speed.py                  # writes results/query_speed.json
     python benchmarks/query_speed.py --pool 2000 --repeats 1    # quicker
 """
 
 import argparse
+import copy
 import json
 import os
 import subprocess
@@ -97,7 +104,8 @@ def fit_model(name, seed=0):
     if module is None:
         net = CNNClassifier(**common)
     else:
-        net = CNNClassifier(module=module, module__n_classes=n_classes, **common)
+        net = CNNClassifier(module=module, module__n_classes=n_classes,
+                            memory_format="channels_last", **common)
     return net.fit(X, y)
 
 
@@ -132,12 +140,13 @@ def reference_loop(net, X, expected_of_norms=False):
     per-parameter gradient norms. ``expected_of_norms`` backpropagates each class's
     cross-entropy separately and weights the norms by ``p_c`` instead."""
     module = net.module_.eval()
+    dtype = next(module.parameters()).dtype
     n_classes = net.n_outputs_
     loader = DataLoader(TensorDataset(torch.from_numpy(X)), batch_size=1)
     criterion = nn.CrossEntropyLoss()
     uncertainty = torch.tensor([])
     for (inputs,) in loader:
-        inputs = to_image_tensor(inputs)
+        inputs = to_image_tensor(inputs).to(dtype)
         scores = module(inputs)
         posterior = F.softmax(scores, dim=1)
         if expected_of_norms:
@@ -162,10 +171,14 @@ def reference_loop(net, X, expected_of_norms=False):
 
 def measure_model(name, pool, n_loop, repeats):
     net = fit_model(name)
+    # the same weights in torch's default layout
+    standard = copy.deepcopy(net)
+    standard.module_.to(memory_format=torch.contiguous_format)
     n = len(pool)
     sub = pool[:n_loop]
     tasks = {
         "forward": lambda: plain_forward(net, pool),
+        "forward_contiguous": lambda: plain_forward(standard, pool),
         "predict_proba": lambda: net.predict_proba(pool),
         "entropy": lambda: classifier_entropy(net, pool, batch_size=BATCH),
         "expected_last": lambda: classifier_expected_gradnorm(net, pool, scope="last",
@@ -176,8 +189,8 @@ def measure_model(name, pool, n_loop, repeats):
                                                            batch_size=BATCH),
         "expected_all": lambda: classifier_expected_gradnorm(net, pool, scope="all",
                                                              batch_size=BATCH),
-        "loop_reference_sub": lambda: reference_loop(net, sub),
-        "loop_expected_sub": lambda: reference_loop(net, sub, True),
+        "loop_reference_sub": lambda: reference_loop(standard, sub),
+        "loop_expected_sub": lambda: reference_loop(standard, sub, True),
     }
     results, timings, cpu = interleaved_best(tasks, repeats)
     scale = n / n_loop
@@ -191,6 +204,9 @@ def measure_model(name, pool, n_loop, repeats):
     def ratios(t):
         return {
             "expected_last_over_forward": t["expected_last"] / t["forward"],
+            "expected_last_over_forward_contiguous": (t["expected_last"]
+                                                      / t["forward_contiguous"]),
+            "forward_contiguous_over_forward": t["forward_contiguous"] / t["forward"],
             "entropy_last_over_forward": t["entropy_last"] / t["forward"],
             "expected_last_over_predict_proba": t["expected_last"] / t["predict_proba"],
             "loop_reference_over_expected_last": t["loop_reference"] / t["expected_last"],
@@ -200,11 +216,25 @@ def measure_model(name, pool, n_loop, repeats):
             "loop_reference_over_expected_all": t["loop_reference"] / t["expected_all"],
         }
 
+    # The same loops in float64 (a copy of the net in double precision): the exact
+    # values both float32 computations approximate.
+    net64 = copy.deepcopy(standard)
+    net64.module_.double()
+    truth_reference = reference_loop(net64, sub)
+    truth_expected = reference_loop(net64, sub, True)
     errors = {
         "entropy_all_vs_reference_loop": rel_err(results["entropy_all"][:n_loop],
                                                  results["loop_reference_sub"]),
         "expected_all_vs_expected_loop": rel_err(results["expected_all"][:n_loop],
                                                  results["loop_expected_sub"]),
+        "entropy_all_vs_float64_loop": rel_err(results["entropy_all"][:n_loop],
+                                               truth_reference),
+        "expected_all_vs_float64_loop": rel_err(results["expected_all"][:n_loop],
+                                                truth_expected),
+        "reference_loop_vs_float64_loop": rel_err(results["loop_reference_sub"],
+                                                  truth_reference),
+        "expected_loop_vs_float64_loop": rel_err(results["loop_expected_sub"],
+                                                 truth_expected),
     }
     return {"n_outputs": int(net.n_outputs_),
             "n_parameters": int(sum(p.numel() for p in net.module_.parameters())),
@@ -247,10 +277,14 @@ def memory_child(name, n):
 
 
 def measure_memory(name, sizes):
+    # A fixed mmap threshold stops glibc from moving it after the warm-up (which would
+    # keep freed blocks in the heap, hence in RSS, for one run and not another): every
+    # large block is then mapped and returned, so the peak is the working set.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
     out = []
     for n in sizes:
         proc = subprocess.run([sys.executable, __file__, "--memory-child", name, str(n)],
-                              capture_output=True, text=True, check=True,
+                              capture_output=True, text=True, check=True, env=env,
                               cwd=Path(__file__).parent)
         out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"  memory {name} pool {n}: +{out[-1]['peak_above_baseline_mb']:.1f} MiB "
@@ -260,8 +294,9 @@ def measure_memory(name, sizes):
 
 # -------------------------------------------------------------------------- main
 def format_table(results, n_loop):
-    cols = ["forward", "predict_proba", "entropy", "expected_last", "entropy_last",
-            "entropy_all", "expected_all", "loop_reference", "loop_expected"]
+    cols = ["forward", "forward_contiguous", "predict_proba", "entropy", "expected_last",
+            "entropy_last", "entropy_all", "expected_all", "loop_reference",
+            "loop_expected"]
     lines = [f"wall seconds for the whole pool (loops extrapolated from {n_loop} images)",
              f"{'model':<12}" + "".join(f"{c:>15}" for c in cols)]
     for name, r in results.items():
@@ -269,13 +304,13 @@ def format_table(results, n_loop):
     lines.append("")
     keys = list(next(iter(results.values()))["ratios"])
     for kind, label in (("ratios", "wall-time ratio"), ("cpu_ratios", "CPU-time ratio")):
-        lines.append(f"{label:<36}" + "".join(f"{name:>13}" for name in results))
+        lines.append(f"{label:<44}" + "".join(f"{name:>13}" for name in results))
         for key in keys:
-            lines.append(f"{key:<36}" + "".join(f"{r[kind][key]:13.2f}"
+            lines.append(f"{key:<44}" + "".join(f"{r[kind][key]:13.2f}"
                                                 for r in results.values()))
         lines.append("")
     for key in next(iter(results.values()))["max_relative_error"]:
-        lines.append(f"{'max rel err ' + key:<36}" + "".join(
+        lines.append(f"{'max rel err ' + key:<44}" + "".join(
             f"{r['max_relative_error'][key]:13.1e}" for r in results.values()))
     return "\n".join(lines)
 
@@ -313,8 +348,8 @@ def main(argv=None):
     for run in memory.get("runs", []):
         print(f"peak memory of scope='all' scoring ({memory['model']}), pool {run['pool']}: "
               f"+{run['peak_above_baseline_mb']:.1f} MiB")
-    payload = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "pool": args.pool, "loop_images": args.loop, "batch_size": BATCH,
-               "threads": THREADS, "repeats": args.repeats, "models": results,
+    payload = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "pool": args.pool,
+               "loop_images": args.loop, "batch_size": BATCH, "threads": THREADS, "repeats": args.repeats, "models": results,
                "memory": memory, "environment": environment(),
                "load_average_before": load_before, "load_average_after": os.getloadavg()}
     out = Path(args.out) / "query_speed.json"

@@ -52,7 +52,7 @@ Euclidean norm ``sqrt(sum_k ||g_k||^2)``.
 
 References
 ----------
-Wang, Li, Zhang, Xu, Hu, Wang, Xie, Zhang, Xu, "Boosting Active Learning via Improving
+T. Wang et al., "Boosting Active Learning via Improving
 Test Performance", AAAI 2022. Ash, Zhang, Krishnamurthy, Langford, Agarwal, "Deep Batch
 Active Learning by Diverse, Uncertain Gradient Lower Bounds" (BADGE), ICLR 2020.
 """
@@ -272,6 +272,16 @@ def _affine_batchnorm(module):
             del layer.forward
 
 
+def _standard_layout(p):
+    """A detached parameter, 4-d weights copied to torch's default layout: vmap's
+    per-sample convolutions are ~1.3x slower with the channels_last weights that make
+    batched inference fast. (A clone, not ``.contiguous()``: a ``(16, 1, 3, 3)`` weight
+    counts as contiguous in both layouts, and its channels_last strides would still
+    steer the convolutions.)"""
+    p = p.detach()
+    return p.clone(memory_format=torch.contiguous_format) if p.ndim == 4 else p
+
+
 def _split_parameters(module, parameters):
     """Differentiated parameters, the others (frozen or not chosen), and buffers."""
     named = dict(module.named_parameters())
@@ -286,8 +296,8 @@ def _split_parameters(module, parameters):
             )
     if not chosen:
         raise SkalValueError("The module has no trainable parameters to differentiate.")
-    params = {name: named[name].detach() for name in chosen}
-    rest = {name: p.detach() for name, p in named.items() if name not in params}
+    params = {name: _standard_layout(named[name]) for name in chosen}
+    rest = {name: _standard_layout(p) for name, p in named.items() if name not in params}
     rest.update(dict(module.named_buffers()))
     return params, rest
 

@@ -15,6 +15,7 @@ from sklearn.metrics import accuracy_score
 
 from .data.pool import is_dataset, materialize, pool_length, take
 from .exceptions import NotFittedError, SkalTypeError, SkalValueError
+from .query.base import predicts_label_sets
 from .query.disagreement import vote_entropy_sampling
 from .query.synthesis import Synthesized
 from .query.uncertainty import uncertainty_sampling
@@ -272,7 +273,7 @@ class ActiveLearner(_QueryMixin, BaseEstimator):
     def _check_new_classes(self, y, only_new):
         estimator = self.estimator_
         classes = getattr(estimator, "classes_", None)
-        if classes is None or y.ndim != 1 or getattr(estimator, "_multilabel", False):
+        if classes is None or y.ndim != 1 or predicts_label_sets(estimator):
             return
         fixed = getattr(estimator, "classes", None) is not None
         continuing = only_new or getattr(estimator, "warm_start", False)
@@ -402,7 +403,9 @@ class Committee(_QueryMixin, BaseEstimator):
 
     @property
     def _multilabel(self):
-        return bool(getattr(self.learner_list[0].estimator_, "_multilabel", False))
+        # members predicting label sets (multi-hot); one-vs-rest members fitted on 1-d
+        # labels vote and average classes as single-label members do
+        return predicts_label_sets(self.learner_list[0])
 
     @property
     def classes_(self):

@@ -184,6 +184,30 @@ def test_multilabel_cnn_committee(images):
     assert len(indices) == 2
 
 
+def test_one_vs_rest_cnn_committee(images):
+    """Members fitted one-vs-rest on 1-d (string) labels vote and average classes, as
+    single-label members do."""
+    X, y = images
+    labels = np.array(["even", "odd"])[y]
+    members = [ActiveLearner(MultiLabelCNNClassifier(**TINY, random_state=seed),
+                             X_training=X[:30], y_training=labels[:30]) for seed in (0, 1)]
+    committee = Committee(members, query_strategy=vote_entropy_sampling)
+    pool = X[60:100]
+    np.testing.assert_array_equal(committee.classes_, ["even", "odd"])
+    votes = committee.vote(pool)
+    assert votes.shape == (40, 2) and set(votes.ravel()) <= {"even", "odd"}
+    P = np.stack([m.predict_proba(pool) for m in members], axis=1)
+    np.testing.assert_allclose(committee.vote_proba(pool), P)
+    assert set(committee.predict(pool)) <= {"even", "odd"}
+    np.testing.assert_allclose(consensus_entropy(committee, pool), _entropy(P.mean(1)),
+                               rtol=1e-5, atol=1e-7)
+    share = (votes == "odd").mean(axis=1)
+    np.testing.assert_allclose(vote_entropy(committee, pool),
+                               _entropy(np.stack([1 - share, share], axis=1)), atol=1e-12)
+    indices, X_query = committee.query(pool, n_instances=3)
+    committee.teach(X_query, labels[60:100][indices])
+
+
 # ----------------------------------------------------------------- teaching
 def test_teach_teaches_all(lr_committee, flat_digits):
     X, y = flat_digits

@@ -121,6 +121,23 @@ def test_badge_multilabel(data):
     assert len(set(idx.tolist())) == 5
 
 
+def test_badge_one_vs_rest(data):
+    """Fitted one-vs-rest on 1-d labels, the pseudo-label is the predicted class, as
+    the model is trained: one-hot for K > 2 classes, one 0/1 output for two."""
+    X, y, pool = data
+    net = MultiLabelCNNClassifier(**{**TINY, "max_epochs": 5}).fit(
+        X, np.array(["a", "b", "c"])[y])
+    A, _ = gradient_embedding_factors(net, pool[:6])
+    z = net.decision_function(pool[:6])
+    onehot = np.eye(3)[z.argmax(axis=1)]
+    assert ((z >= 0) != onehot).any()       # "z >= 0" would not be the predicted class
+    np.testing.assert_allclose(A, 1 / (1 + np.exp(-z)) - onehot, rtol=1e-5, atol=1e-7)
+    binary = MultiLabelCNNClassifier(**TINY).fit(X, np.arange(len(X)) % 2)
+    A, _ = gradient_embedding_factors(binary, pool[:6])
+    p = binary.predict_proba(pool[:6])[:, 1:]
+    np.testing.assert_allclose(A, p - (p >= 0.5), rtol=1e-5, atol=1e-7)
+
+
 # ----------------------------------------------------------------------- core-set
 def test_k_center_greedy_equals_brute_force():
     rng = np.random.default_rng(1)

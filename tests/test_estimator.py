@@ -194,6 +194,31 @@ def test_multilabel_campaign(digits):
     assert model.predict(X[:4]).shape == (4, 2)
 
 
+@pytest.mark.parametrize("strategy", ["uncertainty", "expected_gradnorm"])
+def test_one_vs_rest_multilabel_net_campaign(digits, strategy):
+    """A MultiLabelCNNClassifier on 1-d labels: one-vs-rest, as OneVsRestClassifier."""
+    from sklearn.utils import get_tags
+
+    X, y, X_test, _ = digits
+    labels = np.array(["a", "b", "c"], dtype=object)[y]
+    model = alc(estimator=MultiLabelCNNClassifier(**TINY), query_strategy=strategy,
+                n_queries=1).fit(X, labels)
+    assert model.estimator_.multilabel_ is False and model.estimator_.n_outputs_ == 3
+    np.testing.assert_array_equal(model.classes_, ["a", "b", "c"])
+    np.testing.assert_array_equal(model.estimator_.classes_, ["a", "b", "c"])
+    proba = model.predict_proba(X_test)
+    assert proba.shape == (60, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1)
+    np.testing.assert_array_equal(model.predict(X_test), model.classes_[proba.argmax(axis=1)])
+    assert model.decision_function(X_test).shape == (60, 3)
+    assert 0 <= model.score(X_test, np.array(["a", "b", "c"], dtype=object)[digits[3]]) <= 1
+    tags, inner = get_tags(model), get_tags(MultiLabelCNNClassifier())
+    assert tags.target_tags.single_output and tags.target_tags.multi_output
+    assert tags.classifier_tags.multi_label and tags.classifier_tags.multi_class
+    assert tags.target_tags == inner.target_tags
+    assert tags.classifier_tags == inner.classifier_tags
+
+
 def test_tabular_input_sets_n_features_in():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 5))

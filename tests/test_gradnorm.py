@@ -57,6 +57,9 @@ def nets():
                               min_steps=None, augment=None, random_state=0).fit(X, y),
         "sigmoid": MultiLabelCNNClassifier(**TINY).fit(X, Y),
         "binary": CNNClassifier(**TINY).fit(X, y % 2),
+        # one-vs-rest on 1-d labels: one sigmoid logit, or one per class
+        "ovr_binary": MultiLabelCNNClassifier(**TINY).fit(X, np.array(["no", "yes"])[y % 2]),
+        "ovr_multiclass": MultiLabelCNNClassifier(**TINY).fit(X, y),
     }
 
 
@@ -102,7 +105,8 @@ def _reference_scores(net, X, kind, scope, norm):
     return np.array(scores)
 
 
-@pytest.mark.parametrize("head", ["softmax", "user", "sigmoid", "binary"])
+@pytest.mark.parametrize("head", ["softmax", "user", "sigmoid", "binary", "ovr_binary",
+                                  "ovr_multiclass"])
 @pytest.mark.parametrize("scope", ["last", "all"])
 @pytest.mark.parametrize("norm", ["reference", "l2"])
 def test_scores_match_per_sample_autograd_loop(nets, pool, head, scope, norm):

@@ -91,6 +91,29 @@ def test_ascent_on_multilabel_classifier(digits, vae):
     assert len(set(indices.tolist())) == 6 and np.mean(path[-1] > path[0]) >= 0.8
 
 
+def test_ascent_on_one_vs_rest_classifier(digits, vae):
+    """A sigmoid head fitted on 1-d (string) labels: the seeds' targets are their
+    classes binarized as the model is trained."""
+    X0, y0, pool, _ = digits
+    labels = np.array(["low", "mid", "high"])[y0 % 3]
+    strategy = LatentHardSampling(vae=vae, n_seeds=6, steps=5, step_size=0.3,
+                                  random_state=0)
+    learner = ActiveLearner(tiny_net(cls=MultiLabelCNNClassifier), strategy,
+                            X_training=X0, y_training=labels)
+    indices, _ = learner.query(pool, n_instances=6)
+    assert len(set(indices.tolist())) == 6
+    net = learner.estimator_
+    targets = torch.as_tensor(np.eye(3, dtype=np.float32)[
+        np.searchsorted(net.classes_, labels[strategy.seed_indices_])])
+    module = net.module_.eval()
+    vae.module_.eval()
+    with torch.no_grad():
+        logits = module(vae.decode(torch.as_tensor(strategy.latent_start_)))
+    start = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, targets, reduction="none").sum(1)
+    np.testing.assert_allclose(strategy.loss_path_[0], start.numpy(), rtol=1e-4, atol=1e-5)
+
+
 # --------------------------------------------------------------- pool mode
 def test_share_nearest_distinct_and_next_nearest():
     # both points are nearest to sample 0; the farther one takes its next-nearest

@@ -7,9 +7,11 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 
-from skal import ActiveLearner, CNNClassifier, NotFittedError
+from skal import (ActiveLearner, CNNClassifier, MultiLabelCNNClassifier, NotFittedError,
+                  SkalValueError)
 from skal.data import load_digits_images
-from skal.query import entropy_sampling, margin_sampling, random_sampling, uncertainty_sampling
+from skal.query import (classifier_expected_gradnorm, entropy_sampling, expected_gradnorm,
+                        margin_sampling, random_sampling, uncertainty_sampling)
 from skal.utils.buffer import GrowableArray
 
 # min_steps=None / augment=None: exactly max_epochs epochs, no augmentation.
@@ -383,3 +385,36 @@ def test_flat_features_with_logistic_regression(digits):
     assert X_query.shape == (3, 64)
     learner.teach(X_query, y[100:150][indices])
     assert learner.X_training_.shape == (33, 64)
+
+
+# ------------------------------------------- one-vs-rest MultiLabelCNNClassifier
+def test_one_vs_rest_multilabel_net_in_learner(digits):
+    """A MultiLabelCNNClassifier fitted on 1-d (string) labels: uncertainty reads its
+    [1 - p, p] as one distribution, gradient strategies its one sigmoid logit, and
+    unseen labels are caught before continued training."""
+    X, y = digits
+    labels = np.array(["even", "odd"])[y]
+    net = MultiLabelCNNClassifier(**TINY, random_state=0)
+    learner = ActiveLearner(net, uncertainty_sampling, X_training=X[:30],
+                            y_training=labels[:30])
+    pool = X[100:160]
+    idx, _ = learner.query(pool, n_instances=5)
+    proba = learner.predict_proba(pool)
+    assert proba.shape == (60, 2)
+    np.testing.assert_array_equal(idx, np.argsort(np.abs(proba[:, 1] - 0.5))[:5])
+    learner.teach(pool[idx], labels[100:160][idx])
+    assert set(learner.predict(pool)) <= {"even", "odd"}
+    assert learner.estimator_.multilabel_ is False
+
+    learner.query_strategy = expected_gradnorm
+    idx, _ = learner.query(pool, n_instances=5)
+    scores = classifier_expected_gradnorm(learner, pool)
+    np.testing.assert_array_equal(idx, np.argsort(-scores)[:5])
+    # one sigmoid logit z: E_{y ~ Bern(p)} ||grad BCE|| = 2 p (1 - p) ||[h, 1]|| on the
+    # final layer (weights and bias, norm="reference": ||h|| + 1)
+    p = learner.predict_proba(pool)[:, 1]
+    h = learner.estimator_.embed(pool)
+    np.testing.assert_allclose(scores, 2 * p * (1 - p) * (np.linalg.norm(h, axis=1) + 1),
+                               rtol=1e-5)
+    with pytest.raises(SkalValueError, match="never seen before"):
+        learner.teach(pool[:2], ["odd", "seven"], only_new=True)

@@ -250,10 +250,127 @@ def test_multilabel_proba_and_threshold(binary):
         ml.predict(X)
 
 
-def test_multilabel_rejects_1d_targets(binary):
+def test_multilabel_2d_targets_keep_multilabel_mode(binary):
     X, y = binary
-    with pytest.raises(SkalValueError):
-        tiny_multilabel().fit(X, y)
+    Y = np.stack([y, 1 - y], axis=1)
+    ml = tiny_multilabel().fit(X, Y)
+    assert ml.multilabel_ is True and ml.n_outputs_ == 2
+    assert ml.decision_function(X).shape == (60, 2)
+    np.testing.assert_allclose(ml.predict_proba(X), 1 / (1 + np.exp(-ml.decision_function(X))),
+                               rtol=1e-12)
+    column = tiny_multilabel().fit(X, y[:, None])          # a 0/1 column: one label
+    assert column.multilabel_ is True and column.n_outputs_ == 1
+    np.testing.assert_array_equal(column.classes_, [0])
+    assert column.predict(X).shape == (60, 1)
+    assert column.predict_proba(X).shape == column.decision_function(X).shape == (60, 1)
+
+
+# --------------------------------------------------- one-vs-rest on 1-d labels
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def test_one_vs_rest_binary_string_labels(binary):
+    X, y = binary
+    labels = np.array(["even", "odd"])[y]
+    ml = tiny_multilabel().fit(X, labels)
+    assert ml.multilabel_ is False and ml.n_outputs_ == 1
+    assert ml.final_layer_.out_features == 1               # one sigmoid, for "odd"
+    np.testing.assert_array_equal(ml.classes_, ["even", "odd"])
+    decision = ml.decision_function(X)
+    proba = ml.predict_proba(X)
+    pred = ml.predict(X)
+    assert decision.shape == (60,) and proba.shape == (60, 2) and pred.shape == (60,)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-12)
+    np.testing.assert_allclose(proba[:, 1], _sigmoid(decision), rtol=1e-9)
+    assert set(pred) <= {"even", "odd"}
+    np.testing.assert_array_equal(pred, ml.classes_[(decision >= 0).astype(int)])
+    np.testing.assert_array_equal(pred, ml.classes_[proba.argmax(axis=1)])
+    # the one output is trained exactly as a one-label multi-hot column "odd" (BCE)
+    column = tiny_multilabel().fit(X, y[:, None])
+    np.testing.assert_allclose(decision, column.decision_function(X)[:, 0], rtol=1e-6)
+    # threshold applies to p(classes_[1])
+    assert (ml.set_params(threshold=0.0).predict(X) == "odd").all()
+    assert (ml.set_params(threshold=[1.01]).predict(X) == "even").all()
+    with pytest.raises(SkalValueError, match="threshold must be a float or one float per "
+                                             r"output \(1\)"):
+        ml.set_params(threshold=[0.5, 0.5]).predict(X)
+
+
+def test_one_vs_rest_multiclass(digits):
+    X, y = digits[0][:90], digits[1][:90] % 3
+    labels = np.array(["a", "b", "c"], dtype=object)[y]
+    ml = tiny_multilabel().fit(X, labels)
+    assert ml.multilabel_ is False and ml.n_outputs_ == 3
+    np.testing.assert_array_equal(ml.classes_, ["a", "b", "c"])
+    decision = ml.decision_function(X)
+    proba = ml.predict_proba(X)
+    assert decision.shape == proba.shape == (90, 3)
+    # OneVsRestClassifier.predict_proba: the sigmoid marginals normalised per row
+    marginals = _sigmoid(decision)
+    np.testing.assert_allclose(proba, marginals / marginals.sum(1, keepdims=True), rtol=1e-9)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-12)
+    pred = ml.predict(X)
+    np.testing.assert_array_equal(pred, ml.classes_[decision.argmax(axis=1)])
+    np.testing.assert_array_equal(pred, ml.classes_[proba.argmax(axis=1)])
+    # binarized as LabelBinarizer does: the same training as the one-hot multi-hot target
+    onehot = tiny_multilabel().fit(X, np.eye(3, dtype=int)[y])
+    np.testing.assert_allclose(decision, onehot.decision_function(X), rtol=1e-5, atol=1e-6)
+    # threshold is validated but the most probable class is predicted
+    np.testing.assert_array_equal(ml.set_params(threshold=[0.0, 0.9, 0.9]).predict(X), pred)
+    for bad in ("high", float("nan"), [[0.5]], True):
+        with pytest.raises(SkalValueError, match="threshold"):
+            ml.set_params(threshold=bad).predict(X)
+
+
+def test_one_vs_rest_label_column_and_errors(binary):
+    from sklearn.exceptions import DataConversionWarning
+
+    X, y = binary
+    with pytest.warns(DataConversionWarning, match="column-vector y"):
+        ml = tiny_multilabel().fit(X, (y + 1)[:, None])       # {1, 2}: labels, not 0/1
+    assert ml.multilabel_ is False
+    np.testing.assert_array_equal(ml.classes_, [1, 2])
+    assert ml.predict(X).shape == (60,)
+    with pytest.raises(SkalValueError, match="single class"):
+        tiny_multilabel().fit(X, np.full(60, "cat"))
+    with pytest.raises(SkalValueError, match="Unknown label type: continuous"):
+        tiny_multilabel().fit(X, np.linspace(0, 1, 60))
+
+
+def test_one_vs_rest_continued_training_keeps_target_kind(binary):
+    X, y = binary
+    labels = np.array(["even", "odd"])[y]
+    ml = tiny_multilabel().fit(X, labels)
+    ml.partial_fit(X[:20], labels[:20])                     # same kind: continues
+    assert len(ml.history_) == 4
+    with pytest.raises(SkalValueError, match="fitted on 1-d class labels but continued "
+                                             "training got multi-hot"):
+        ml.partial_fit(X, np.stack([y, 1 - y], axis=1))
+    with pytest.raises(SkalValueError, match=r"labels \['seven'\] that are not among"):
+        ml.partial_fit(X[:2], ["odd", "seven"])
+    multi = tiny_multilabel(warm_start=True).fit(X, np.stack([y, 1 - y], axis=1))
+    with pytest.raises(SkalValueError, match="fitted on multi-hot .* got 1-d class labels"):
+        multi.fit(X, labels)                                # warm_start continues
+    # a fresh fit may change the kind; partial_fit's classes declares every class
+    multi.set_params(warm_start=False).fit(X, labels)
+    assert multi.multilabel_ is False and multi.n_outputs_ == 1
+    declared = tiny_multilabel().partial_fit(X[:10], labels[:10], classes=["even", "odd", "x"])
+    np.testing.assert_array_equal(declared.classes_, ["even", "odd", "x"])
+    assert declared.predict_proba(X).shape == (60, 3)
+
+
+def test_one_vs_rest_clone_and_params(binary):
+    X, y = binary
+    ml = tiny_multilabel(threshold=0.4).fit(X, np.array(["even", "odd"])[y])
+    params = ml.get_params()
+    assert params["threshold"] == 0.4
+    assert not any(name.startswith(("multilabel", "classes")) for name in params)
+    cloned = clone(ml)
+    assert not hasattr(cloned, "multilabel_") and not hasattr(cloned, "classes_")
+    assert cloned.get_params()["threshold"] == 0.4
+    np.testing.assert_array_equal(cloned.fit(X, np.array(["even", "odd"])[y]).predict_proba(X),
+                                  ml.predict_proba(X))
 
 
 # ------------------------------------------------------------- embeddings

@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from skal import ActiveLearner, CNNClassifier, SkalValueError
+from skal import ActiveLearner, CNNClassifier, MultiLabelCNNClassifier, SkalValueError
 from skal.data import load_digits_images
 from skal.query import (classifier_entropy, classifier_margin, classifier_uncertainty,
                         entropy_sampling, margin_sampling, multi_argmax, random_sampling,
                         score_pool, uncertainty_sampling)
-from skal.query.base import predict_proba_pool
+from skal.query.base import is_multilabel, predict_proba_pool, predicts_label_sets
 
 PROBA = np.array([
     [0.7, 0.2, 0.1],
@@ -146,6 +146,32 @@ def test_multilabel_detection_through_learner():
     np.testing.assert_allclose(
         classifier_uncertainty(Learner(), _pool(4)),
         np.minimum(ML_PROBA, 1 - ML_PROBA).sum(1))
+
+
+def test_one_vs_rest_fit_is_scored_as_single_label():
+    """A sigmoid head (``_multilabel``) fitted on 1-d labels (``multilabel_=False``)
+    returns one distribution over classes_: it is scored as a single-label model."""
+    clf = FakeClassifier(PROBA, multilabel=True)
+    clf.multilabel_ = False
+    assert is_multilabel(clf) and not predicts_label_sets(clf)
+    for measure, expected in ((classifier_uncertainty, LEAST_CONF),
+                              (classifier_margin, MARGIN), (classifier_entropy, ENTROPY)):
+        np.testing.assert_allclose(measure(clf, _pool(5)), expected)
+    clf.multilabel_ = True                                  # multi-hot fit: per label
+    np.testing.assert_allclose(classifier_entropy(clf, _pool(5)),
+                               _bin_entropy(PROBA).sum(axis=1))
+    assert predicts_label_sets(FakeClassifier(ML_PROBA, multilabel=True))   # no multilabel_
+
+
+def test_one_vs_rest_multiclass_net_uncertainty():
+    X, y = load_digits_images()
+    net = MultiLabelCNNClassifier(min_steps=None, augment=None, module__widths=(8,),
+                                  module__hidden=16, max_epochs=2,
+                                  random_state=0).fit(X[:60], y[:60] % 3)
+    proba = net.predict_proba(X[60:90])
+    np.testing.assert_allclose(classifier_entropy(net, X[60:90]),
+                               -(proba * np.log(proba)).sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(classifier_uncertainty(net, X[60:90]), 1 - proba.max(axis=1))
 
 
 # ------------------------------------------------------------- multi_argmax

@@ -57,6 +57,25 @@ def test_tdgf_scores_equal_autograd_gradient_difference(images, multilabel):
     np.testing.assert_allclose(scores, reference, rtol=1e-5)
 
 
+def test_tdgf_one_vs_rest_binary_pseudo_labels(images):
+    """A MultiLabelCNNClassifier fitted on 1-d labels: one sigmoid output, and the
+    target's predicted class binarized (one column) as the pseudo-label."""
+    X, y, _ = images
+    labels = np.array(["left", "right"])[y % 2]
+    strategy = TDGF(random_state=0)
+    learner = ActiveLearner(MultiLabelCNNClassifier(random_state=0, **TINY), strategy,
+                            X_training=X[:30], y_training=labels[:30])
+    pool = X[30:]
+    idx, _ = learner.query(pool, n_instances=4)
+    target = learner.estimator_
+    assert strategy.proxy_.n_outputs_ == target.n_outputs_ == 1
+    predicted = (target.predict(pool) == "right").astype(int)[:, None]
+    np.testing.assert_allclose(
+        strategy.last_scores_,
+        tdgf_scores(strategy.proxy_, strategy.history_, pool, predicted), rtol=1e-12)
+    np.testing.assert_array_equal(idx, np.argsort(-strategy.last_scores_)[:4])
+
+
 def test_tdgf_scores_reject_mismatched_models(images):
     X, y, Y = images
     single = CNNClassifier(random_state=0, **TINY).fit(X, y)

@@ -23,6 +23,7 @@ __all__ = ["ImageClassifierMixin"]
 
 # Images (n, H, W) / (n, C, H, W), and tabular rows (n, n_features) seen as one-row images.
 _INPUT_NDIMS = (2, 3, 4)
+_MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 
 class ImageClassifierMixin:
@@ -64,11 +65,24 @@ class ImageClassifierMixin:
                 if value is not None and key in accepted and key not in given}
 
     def initialize_module(self):
-        """Instantiate the module, adding inferred ``in_channels`` / ``n_outputs``."""
+        """Instantiate the module, adding inferred ``in_channels`` / ``n_outputs``, and
+        give it the ``memory_format`` layout."""
         kwargs = self.get_params_for("module")
         kwargs = {**self._inferred_module_kwargs(kwargs), **kwargs}
         self.module_ = self.initialized_instance(self.module, kwargs)
+        if self._channels_last():
+            self.module_.to(memory_format=torch.channels_last)
         return self
+
+    def _channels_last(self):
+        """Whether the module's 4-d weights are stored ``channels_last`` (see the
+        ``memory_format`` parameter): always when asked, with ``"auto"`` for image input
+        to one of skal's networks (which declare ``supports_channels_last``)."""
+        memory_format = self._check_memory_format()
+        if memory_format == "auto":
+            return (getattr(self, "n_features_in_", None) is None
+                    and bool(getattr(type(self.module_), "supports_channels_last", False)))
+        return memory_format == "channels_last"
 
     def infer(self, x, **fit_params):
         """Forward one batch, converting images to float32 ``(n, C, H, W)`` first (and
@@ -189,7 +203,15 @@ class ImageClassifierMixin:
                 "criterion__weight=torch.tensor([...]))."
             )
 
+    def _check_memory_format(self):
+        memory_format = getattr(self, "memory_format", "auto")
+        if not isinstance(memory_format, str) or memory_format not in _MEMORY_FORMATS:
+            raise SkalValueError(
+                f"memory_format={memory_format!r} is not one of {_MEMORY_FORMATS}.")
+        return memory_format
+
     def _validate_training_data(self, X, y, reset, classes=None):
+        self._check_memory_format()
         X = check_images(X, ndims=_INPUT_NDIMS)
         if is_dataset(X):
             X = materialize(X)
@@ -237,9 +259,14 @@ class ImageClassifierMixin:
                         f"final_layer={name!r} is a {type(layer).__name__}, not an nn.Linear."
                     )
         except RuntimeError as exc:
+            hint = ("Check in_channels and the image size the module expects.")
+            if self._channels_last() and "view" in str(exc):
+                hint = ("The module's weights are channels_last (memory_format="
+                        f"{self.memory_format!r}) and its forward calls .view on them: use "
+                        ".flatten(1) or .reshape, or set memory_format='contiguous'.")
             raise SkalValueError(
                 f"The module failed on input of shape {tuple(device_sample.shape)}: {exc}. "
-                "Check in_channels and the image size the module expects."
+                + hint
             ) from exc
         layer = self.module_.get_submodule(name)
         if layer.out_features != self.n_outputs_:

@@ -48,6 +48,10 @@ class ResNet18(nn.Module):
         Dropout before ``fc``.
     """
 
+    # Its forward only uses layout-agnostic ops (no .view), so skal's classifiers store
+    # it channels_last by default (memory_format="auto"), 2x faster convolutions on CPU.
+    supports_channels_last = True
+
     def __init__(self, in_channels=1, n_outputs=2, widths=(64, 128, 256, 512),
                  blocks=(2, 2, 2, 2), dropout=0.0):
         super().__init__()

@@ -30,6 +30,10 @@ class SmallCNN(nn.Module):
         Dropout before ``fc`` (also what MC-dropout strategies switch on).
     """
 
+    # Its forward only uses layout-agnostic ops (no .view), so skal's classifiers store
+    # it channels_last by default (memory_format="auto"), 2x faster convolutions on CPU.
+    supports_channels_last = True
+
     def __init__(self, in_channels=1, n_outputs=2, widths=(16, 32, 64), convs_per_block=1,
                  hidden=64, dropout=0.25):
         super().__init__()

@@ -15,7 +15,7 @@ from ..exceptions import SkalTypeError, SkalValueError
 from ..utils.validation import check_n_instances
 
 __all__ = ["labelled_data", "subset_positions", "score_pool", "predict_proba_pool", "multi_argmax", "fitted_estimator",
-           "is_multilabel", "aggregate_labels"]
+           "is_multilabel", "predicts_label_sets", "aggregate_labels"]
 
 
 def fitted_estimator(learner):
@@ -41,8 +41,21 @@ def labelled_data(learner):
 
 
 def is_multilabel(learner):
-    """Whether the learner's model predicts independent labels (sigmoid outputs)."""
+    """Whether the learner's model has a sigmoid head: independent binary outputs
+    trained with binary cross-entropy, so its logits are read output by output (how
+    gradient strategies use it). True for :class:`skal.MultiLabelCNNClassifier` also
+    when it was fitted one-vs-rest on 1-d labels; see :func:`predicts_label_sets`."""
     return bool(getattr(fitted_estimator(learner), "_multilabel", False))
+
+
+def predicts_label_sets(learner):
+    """Whether the learner's fitted model predicts label sets: multi-hot ``predict`` and
+    one probability per label in ``predict_proba`` (what uncertainty and committee
+    measures read). ``False`` for a :class:`skal.MultiLabelCNNClassifier` fitted on 1-d
+    labels (one-vs-rest: ``predict`` gives classes, ``predict_proba`` one distribution
+    over ``classes_``, as a single-label model); otherwise as :func:`is_multilabel`."""
+    estimator = fitted_estimator(learner)
+    return bool(getattr(estimator, "multilabel_", getattr(estimator, "_multilabel", False)))
 
 
 def score_pool(score_batch, X, batch_size=None, n_jobs=None):

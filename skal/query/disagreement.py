@@ -8,7 +8,7 @@ Each measure streams the pool through :func:`skal.query.base.score_pool`.
 import numpy as np
 from scipy.special import entr
 
-from .base import is_multilabel, multi_argmax, score_pool
+from .base import multi_argmax, predicts_label_sets, score_pool
 
 __all__ = [
     "vote_entropy",
@@ -24,7 +24,7 @@ _EPS = 1e-12
 
 def _committee_multilabel(committee):
     members = getattr(committee, "learner_list", [])
-    return bool(members) and is_multilabel(members[0])
+    return bool(members) and predicts_label_sets(members[0])
 
 
 def _vote_entropy_batch(committee, batch, multilabel):

@@ -18,8 +18,9 @@ import torch
 from ..data.pool import pool_length
 from ..exceptions import SkalValueError
 from ..grad import logit_gradient
+from ..nets.multilabel import one_vs_rest_targets
 from ..utils.validation import check_n_instances
-from .base import _seed_of, is_multilabel, labelled_data, score_pool
+from .base import _seed_of, is_multilabel, labelled_data, predicts_label_sets, score_pool
 from .gradnorm import head_estimator
 
 __all__ = [
@@ -42,8 +43,10 @@ def gradient_embedding_factors(classifier, X, *, bias=False, batch_size=None):
     """Factors ``(A, H)`` of BADGE's gradient embeddings ``g_i = a_i (x) h_i``.
 
     ``a_i = p_i - e_{y_hat_i}`` is the cross-entropy gradient at the logits for the
-    predicted class (multi-label: ``p - y_hat`` with ``y_hat = [p >= 0.5]``), from the
-    closed form of :func:`skal.grad.logit_gradient`, and ``h_i`` the penultimate features;
+    predicted class (multi-label: ``p - y_hat`` with ``y_hat = [p >= 0.5]``; one-vs-rest
+    on ``K > 2`` classes: ``y_hat`` the one-hot predicted class, the target such a model
+    is trained on), from the closed form of :func:`skal.grad.logit_gradient`, and
+    ``h_i`` the penultimate features;
     ``g_i`` is the per-sample gradient of the final layer's weights. The ``n x (C d)``
     embeddings themselves are never formed.
 
@@ -60,11 +63,20 @@ def gradient_embedding_factors(classifier, X, *, bias=False, batch_size=None):
     estimator = head_estimator(classifier)
     multilabel = is_multilabel(classifier)
     n_outputs = estimator.final_layer_.out_features
+    # a sigmoid head fitted one-vs-rest on K > 2 classes predicts one class (argmax);
+    # with two classes its one output's "predicted" target (z >= 0) is already that
+    one_vs_rest = multilabel and n_outputs > 1 and not predicts_label_sets(classifier)
+
+    def predicted(z):
+        if not one_vs_rest:
+            return "predicted"
+        return torch.from_numpy(
+            one_vs_rest_targets(z.argmax(dim=1).cpu().numpy(), n_outputs)).to(z.device)
 
     def batch_factors(batch):
         parts = []
         for _, h, z in estimator.iter_head_outputs(batch, batch_size=len(batch)):
-            a = logit_gradient(z, "predicted", multilabel=multilabel)
+            a = logit_gradient(z, predicted(z), multilabel=multilabel)
             parts.append(torch.cat([a, h.flatten(1).to(torch.float64)], dim=1))
         return torch.cat(parts).cpu().numpy()
 

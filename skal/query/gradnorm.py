@@ -1,6 +1,6 @@
 """GradNorm: query the samples whose loss gradient is largest (Wang et al., AAAI 2022).
 
-Wang, Li, Zhang, Xu, Hu, Wang, Xie, Zhang, Xu, "Boosting Active Learning via Improving
+T. Wang et al., "Boosting Active Learning via Improving
 Test Performance", AAAI 2022 (reference code: xulabs/aitom,
 ``aitom/ml/active_learning/al_gradnorm``). With the influence function, the authors show
 that labelling an unlabelled sample helps the test loss most when its loss gradient is
@@ -291,7 +291,14 @@ def expected_gradnorm(classifier, X_pool, n_instances=1, *, scope="last",
     n_instances : int, default=1
     scope : {"last", "all"}, default="last"
         Final layer in closed form, or every parameter (the paper); see
-        :func:`classifier_expected_gradnorm`.
+        :func:`classifier_expected_gradnorm`. The default follows
+        ``benchmarks/label_efficiency.py`` on PneumoniaMNIST (3 paired seeds, 10 to 100
+        labels, test AUROC): ``"last"`` had the highest area under the learning curve
+        of the seven strategies run (+0.007 vs random, within its standard error of
+        0.009), while ``"all"`` was below random on every seed (-0.021, SE 0.008). The
+        convolution weights' gradients scale with the input intensity, and ``"all"``
+        queried brighter images (mean grey level 164 vs 146 in the pool, 149 for
+        ``"last"``). ``"last"`` also costs one forward pass, ``"all"`` ~10 of them.
     norm : {"reference", "l2"}, default="reference"
     subset : int or None, default=None
         Score only a random subset of this many pool samples, drawn with

@@ -31,10 +31,12 @@ from sklearn.utils.validation import check_is_fitted
 from ..data.pool import pool_length, take
 from ..exceptions import SkalTypeError, SkalValueError
 from ..nets.classifier import encode_labels
+from ..nets.multilabel import one_vs_rest_targets
 from ..nets.vae import VAE
 from ..utils.seeding import resolve_seed
 from ..utils.validation import check_n_instances
-from .base import fitted_estimator, is_multilabel, labelled_data, score_pool
+from .base import (fitted_estimator, is_multilabel, labelled_data, predicts_label_sets,
+                   score_pool)
 from .synthesis import Synthesized
 
 __all__ = ["LatentHardSampling", "latent_ascent", "task_loss", "share_nearest"]
@@ -346,7 +348,7 @@ class LatentHardSampling(BaseEstimator):
     @staticmethod
     def _targets(estimator, y, multilabel):
         y = np.asarray(y)
-        if multilabel:
+        if multilabel and predicts_label_sets(estimator):
             return torch.as_tensor(y, dtype=torch.float32)
         classes = getattr(estimator, "classes_", None)
         if classes is None:
@@ -354,7 +356,10 @@ class LatentHardSampling(BaseEstimator):
                 f"{type(estimator).__name__} has no classes_; LatentHardSampling needs a "
                 "fitted classifier."
             )
-        return torch.as_tensor(encode_labels(y, classes))
+        positions = encode_labels(y, classes)
+        if multilabel:      # sigmoid head fitted one-vs-rest on 1-d labels
+            return torch.as_tensor(one_vs_rest_targets(positions, len(classes)))
+        return torch.as_tensor(positions)
 
     # ----------------------------------------------------------------- query
     def __call__(self, learner, X_pool, n_instances=1, *, random_state=None):

@@ -11,7 +11,8 @@ definition follows skal's ALGORITHMS.md section 4:
 * the surrogate gradient flow of a sample is the closed-form gradient of the loss with
   respect to the final fully-connected layer, ``G(x) = [a h^T, a]`` with
   ``a = p - y_hat`` (:func:`skal.grad.logit_gradient`), where ``y_hat`` is the *target*
-  model's hard prediction (multi-label: thresholded at 0.5);
+  model's hard prediction (multi-label: thresholded at 0.5; a one-vs-rest model fitted
+  on 1-d labels: its predicted class, binarized as the model's targets);
 * the score is ``TDGF(x) = ||G_proxy(x) - G_hist(x)||_F``, computed without forming
   matrices: ``||a1||^2 ||h1||^2 + ||a2||^2 ||h2||^2 - 2 (a1.a2)(h1.h2) + ||a1 - a2||^2``.
 
@@ -29,9 +30,10 @@ from sklearn.base import BaseEstimator, clone
 from ..data.pool import pool_length, take
 from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
 from ..grad import logit_gradient
+from ..nets.multilabel import one_vs_rest_targets
 from ..utils.seeding import resolve_seed
-from .base import (fitted_estimator, labelled_data, multi_argmax, score_pool,
-                   subset_positions)
+from .base import (fitted_estimator, labelled_data, multi_argmax, predicts_label_sets,
+                   score_pool, subset_positions)
 
 __all__ = ["TDGF", "tdgf_scores", "tdgf_statistics", "derive_proxy"]
 
@@ -115,9 +117,13 @@ def _combine(stats, y_hat, multilabel):
 
 
 def _encoded_prediction(target, proba):
-    if getattr(target, "_multilabel", False):
+    if not getattr(target, "_multilabel", False):
+        return proba.argmax(axis=1)
+    if predicts_label_sets(target):
         return (proba >= 0.5).astype(np.int64)
-    return proba.argmax(axis=1)
+    # one-vs-rest on 1-d labels: the predicted class, binarized as the sigmoid outputs
+    # are trained (one output for two classes)
+    return one_vs_rest_targets(proba.argmax(axis=1), proba.shape[1]).astype(np.int64)
 
 
 def tdgf_scores(proxy, history, X, y_hat, batch_size=None):
@@ -128,8 +134,10 @@ def tdgf_scores(proxy, history, X, y_hat, batch_size=None):
     proxy, history : fitted skal classifiers with the same outputs
     X : pool (array, memmap or torch Dataset), scored batch by batch
     y_hat : ndarray
-        Pseudo-labels as output positions ``(n,)`` (single-label) or multi-hot
-        ``(n, L)`` (multi-label).
+        Pseudo-labels as output positions ``(n,)`` (single-label) or 0/1 targets
+        ``(n, n_outputs)`` (sigmoid heads: multi-hot labels, or for a model fitted
+        one-vs-rest on 1-d labels the classes binarized by
+        :func:`skal.nets.multilabel.one_vs_rest_targets`).
     batch_size : int or None
 
     Returns
@@ -251,7 +259,7 @@ class TDGF(BaseEstimator):
                 f"The proxy has {proxy.n_outputs_} outputs but the target model has "
                 f"{target.n_outputs_}; they must predict the same classes or labels."
             )
-        if not multilabel and not np.array_equal(proxy.classes_, target.classes_):
+        if not np.array_equal(proxy.classes_, target.classes_):
             raise SkalValueError("The proxy and the target model have different classes_.")
 
         n_pool = pool_length(X_pool)

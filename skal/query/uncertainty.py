@@ -10,7 +10,7 @@ are aggregated (``aggregate="sum"`` by default, ``"mean"`` or ``"max"`` as optio
 import numpy as np
 from scipy.special import entr
 
-from .base import (aggregate_labels, is_multilabel, multi_argmax, predict_proba_pool)
+from .base import aggregate_labels, multi_argmax, predict_proba_pool, predicts_label_sets
 
 __all__ = [
     "classifier_uncertainty",
@@ -26,7 +26,7 @@ __all__ = [
 
 
 def _resolve_multilabel(classifier, multilabel):
-    return is_multilabel(classifier) if multilabel is None else bool(multilabel)
+    return predicts_label_sets(classifier) if multilabel is None else bool(multilabel)
 
 
 def least_confidence(proba, multilabel=False, aggregate="sum"):
@@ -72,7 +72,8 @@ def classifier_uncertainty(classifier, X, *, multilabel=None, aggregate="sum",
     classifier : learner or classifier with ``predict_proba``
     X : pool (array, memmap or torch Dataset), scored batch by batch
     multilabel : bool or None
-        ``None`` detects multi-label models.
+        ``None`` detects models that predict label sets (multi-hot targets; a
+        one-vs-rest model fitted on 1-d labels is scored as a single-label one).
     aggregate : {"sum", "mean", "max"}
         How per-label scores combine (multi-label only).
     batch_size : int or None

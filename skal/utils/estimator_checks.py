@@ -29,36 +29,11 @@ _FLOAT32_BATCHES = (
     "rounding depends on the batch size: one-sample and whole-batch outputs differ by "
     "~1e-6, above the check's 1e-7 tolerance (predictions agree)."
 )
-_PREDICT_SHAPE = (
-    "The check fits one 0/1 label column (n, 1) but requires predictions of shape (n,); "
-    "a multi-label classifier returns one column per label, (n, 1)."
-)
-_ONE_D_TARGETS = (
-    "The check fits 1-d single-label targets, which a multi-label classifier rejects by "
-    "design (multi-hot (n, n_labels) targets only; CNNClassifier is the single-label one)."
-)
-_ONE_TWO_COLUMN = (
-    "The check's target column holds the labels {1, 2}, which is not a multi-hot 0/1 "
-    "target; a multi-label classifier rejects it."
-)
-
-_MULTILABEL = {
-    "check_classifiers_train": _PREDICT_SHAPE,
-    "check_decision_proba_consistency": _ONE_D_TARGETS,
-    "check_classifiers_classes": _ONE_D_TARGETS,
-    "check_estimators_dtypes": _ONE_TWO_COLUMN,
-    "check_classifier_data_not_an_array": _ONE_TWO_COLUMN,
-    "check_fit2d_1feature": _ONE_TWO_COLUMN,
-}
 
 
 def _is_skal_net(estimator):
     from ..nets.base import ImageClassifierMixin
     return isinstance(estimator, ImageClassifierMixin)
-
-
-def _is_multilabel(estimator):
-    return bool(getattr(estimator, "_multilabel", False))
 
 
 def expected_failed_checks(estimator):
@@ -71,19 +46,12 @@ def expected_failed_checks(estimator):
     from ..estimator import ActiveLearningClassifier
 
     if isinstance(estimator, ActiveLearningClassifier):
-        inner = estimator._base_estimator()
-        failed = {}
-        if _is_skal_net(inner):
-            failed["check_methods_subset_invariance"] = _FLOAT32_BATCHES
-            if _is_multilabel(inner):
-                failed.update(_MULTILABEL)
-        return failed
+        if _is_skal_net(estimator._base_estimator()):
+            return {"check_methods_subset_invariance": _FLOAT32_BATCHES}
+        return {}
     if not _is_skal_net(estimator):
         return {}
-    failed = {
+    return {
         "check_no_attributes_set_in_init": _SKORCH_INIT,
         "check_methods_subset_invariance": _FLOAT32_BATCHES,
     }
-    if _is_multilabel(estimator):
-        failed.update(_MULTILABEL)
-    return failed
