@@ -29,6 +29,11 @@ Peak memory of ``scope="all"`` expected GradNorm scoring is measured in fresh pr
 for two pool sizes (RSS high-water mark above the pre-scoring level, sampled every 2 ms,
 with a fixed glibc mmap threshold so that freed blocks leave RSS).
 
+Timings run with :func:`skal.utils.malloc.tune_malloc` (as the ``skal`` command does):
+glibc's default settings return the activation memory to the OS after each batch and
+make batched passes up to 2.5x slower, by an amount that depends on what ran before.
+``--malloc default`` measures that setting instead (``query_speed_default_malloc.json``).
+
     python benchmarks/query_speed.py                  # writes results/query_speed.json
     python benchmarks/query_speed.py --pool 2000 --repeats 1    # quicker
 """
@@ -60,6 +65,7 @@ from skal import CNNClassifier  # noqa: E402
 from skal.query import (classifier_entropy, classifier_entropy_gradnorm,  # noqa: E402
                         classifier_expected_gradnorm)
 from skal.utils.io import atomic_write_json  # noqa: E402
+from skal.utils.malloc import tune_malloc  # noqa: E402
 from skal.utils.validation import to_image_tensor  # noqa: E402
 
 BATCH = 256
@@ -280,7 +286,9 @@ def measure_memory(name, sizes):
     # A fixed mmap threshold stops glibc from moving it after the warm-up (which would
     # keep freed blocks in the heap, hence in RSS, for one run and not another): every
     # large block is then mapped and returned, so the peak is the working set.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    env = {key: value for key, value in os.environ.items()
+           if key != "MALLOC_TRIM_THRESHOLD_"}
+    env["MALLOC_MMAP_THRESHOLD_"] = "131072"
     out = []
     for n in sizes:
         proc = subprocess.run([sys.executable, __file__, "--memory-child", name, str(n)],
@@ -323,6 +331,8 @@ def main(argv=None):
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--memory-sizes", default="2000,10000")
     parser.add_argument("--memory-model", default="RefCNN-10")
+    parser.add_argument("--malloc", choices=["tuned", "default"], default="tuned",
+                        help="glibc allocator settings for the timings (default: tuned)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--memory-child", nargs=2, metavar=("MODEL", "N"),
                         help=argparse.SUPPRESS)
@@ -330,6 +340,7 @@ def main(argv=None):
     if args.memory_child:
         return memory_child(args.memory_child[0], int(args.memory_child[1]))
 
+    malloc_tuned = args.malloc == "tuned" and tune_malloc(child_processes=False)
     torch.set_num_threads(THREADS)
     pool = make_pool(args.pool)
     load_before = os.getloadavg()
@@ -349,10 +360,12 @@ def main(argv=None):
         print(f"peak memory of scope='all' scoring ({memory['model']}), pool {run['pool']}: "
               f"+{run['peak_above_baseline_mb']:.1f} MiB")
     payload = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "pool": args.pool,
-               "loop_images": args.loop, "batch_size": BATCH, "threads": THREADS, "repeats": args.repeats, "models": results,
+               "loop_images": args.loop, "batch_size": BATCH, "threads": THREADS,
+               "malloc_tuned": bool(malloc_tuned), "repeats": args.repeats, "models": results,
                "memory": memory, "environment": environment(),
                "load_average_before": load_before, "load_average_after": os.getloadavg()}
-    out = Path(args.out) / "query_speed.json"
+    suffix = "" if args.malloc == "tuned" else "_default_malloc"
+    out = Path(args.out) / f"query_speed{suffix}.json"
     atomic_write_json(out, payload)
     print(f"wrote {out}")
 

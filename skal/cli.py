@@ -103,10 +103,12 @@ def build_parser():
 def _simulate(args):
     from .query.registry import get_strategy
     from .simulate import simulate
+    from .utils.malloc import tune_malloc
 
     import torch
 
     torch.set_num_threads(max(1, args.threads))
+    tune_malloc()       # this process and its n_jobs workers: no page faults per batch
     from .data.campaign import load_campaign_data
 
     if Path(args.data).is_dir() and not args.labels:
