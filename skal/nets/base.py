@@ -259,11 +259,12 @@ class ImageClassifierMixin:
                         f"final_layer={name!r} is a {type(layer).__name__}, not an nn.Linear."
                     )
         except RuntimeError as exc:
-            hint = ("Check in_channels and the image size the module expects.")
+            hint = "Check in_channels and the image size the module expects."
             if self._channels_last() and "view" in str(exc):
                 hint = ("The module's weights are channels_last (memory_format="
-                        f"{self.memory_format!r}) and its forward calls .view on them: use "
-                        ".flatten(1) or .reshape, or set memory_format='contiguous'.")
+                        f"{self._check_memory_format()!r}), so are its activations, and "
+                        "its forward calls .view on them: use .flatten(1) or .reshape, or "
+                        "set memory_format='contiguous'.")
             raise SkalValueError(
                 f"The module failed on input of shape {tuple(device_sample.shape)}: {exc}. "
                 + hint

@@ -298,7 +298,8 @@ def expected_gradnorm(classifier, X_pool, n_instances=1, *, scope="last",
         0.009), while ``"all"`` was below random on every seed (-0.021, SE 0.008). The
         convolution weights' gradients scale with the input intensity, and ``"all"``
         queried brighter images (mean grey level 164 vs 146 in the pool, 149 for
-        ``"last"``). ``"last"`` also costs one forward pass, ``"all"`` ~10 of them.
+        ``"last"``). ``"last"`` also costs one forward pass; ``"all"`` costs as much as
+        6-40 of them, growing with the number of classes (``benchmarks/query_speed.py``).
     norm : {"reference", "l2"}, default="reference"
     subset : int or None, default=None
         Score only a random subset of this many pool samples, drawn with
