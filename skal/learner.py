@@ -461,11 +461,24 @@ class Committee(_QueryMixin, BaseEstimator):
         return self.vote_proba(X).mean(axis=1)
 
     def predict(self, X):
-        """Consensus prediction."""
+        """Consensus prediction: the most probable class of the mean probabilities, or
+        for multi-label members the labels whose mean probability reaches the members'
+        mean ``threshold`` (0.5 for members without one)."""
         proba = self.predict_proba(X)
         if self._multilabel:
-            return (proba >= 0.5).astype(np.int64)
+            return (proba >= self._consensus_threshold(proba.shape[1])).astype(np.int64)
         return self.classes_[proba.argmax(axis=1)]
+
+    def _consensus_threshold(self, n_labels):
+        thresholds = []
+        for member in self.learner_list:
+            t = np.asarray(getattr(member.estimator_, "threshold", 0.5), dtype=float)
+            if t.ndim > 1 or (t.ndim == 1 and len(t) != n_labels):
+                raise SkalValueError(
+                    f"A member's threshold has shape {t.shape}; expected a float or one "
+                    f"value per label ({n_labels}).")
+            thresholds.append(np.broadcast_to(t, (n_labels,)))
+        return np.mean(thresholds, axis=0)
 
     def score(self, X, y):
         """Accuracy of the consensus prediction."""

@@ -182,6 +182,24 @@ def test_multilabel_cnn_committee(images):
     np.testing.assert_allclose(consensus_entropy(committee, pool), expected, rtol=1e-5)
     indices, _ = committee.query(pool, n_instances=2)
     assert len(indices) == 2
+    np.testing.assert_array_equal(committee.predict(pool), (p >= 0.5).astype(int))
+
+
+def test_multilabel_committee_uses_members_thresholds(images):
+    X, y = images
+    Y = np.stack([y, 1 - y, (np.arange(len(y)) % 3 == 0).astype(int)], axis=1)
+    members = [ActiveLearner(MultiLabelCNNClassifier(**TINY, random_state=seed,
+                                                     threshold=threshold),
+                             X_training=X[:30], y_training=Y[:30])
+               for seed, threshold in ((0, [0.2, 0.5, 0.9]), (1, 0.4))]
+    committee = Committee(members)
+    pool = X[60:100]
+    p = committee.vote_proba(pool).mean(axis=1)
+    expected = (p >= np.array([0.3, 0.45, 0.65])).astype(int)
+    np.testing.assert_array_equal(committee.predict(pool), expected)
+    members[1].estimator_.threshold = [0.5, 0.5]
+    with pytest.raises(SkalValueError, match="threshold"):
+        committee.predict(pool)
 
 
 def test_one_vs_rest_cnn_committee(images):
