@@ -31,6 +31,7 @@ from sklearn.utils.metaestimators import available_if
 from .data.pool import is_dataset, pool_length, take
 from .exceptions import NotFittedError, SkalTypeError, SkalValueError
 from .learner import ActiveLearner
+from .nets.classifier import task_classes
 from .query.registry import get_strategy
 from .query.uncertainty import uncertainty_sampling
 from .simulate import _with_seed, initial_indices, run_rounds
@@ -292,12 +293,7 @@ class ActiveLearningClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimato
         if multilabel:
             classes = np.arange(y.shape[1])
         else:
-            classes = np.unique(y)
-            if len(classes) < 2:
-                raise SkalValueError(
-                    f"y has a single class ({classes.tolist()}); a classifier needs at "
-                    "least two, one class is not enough."
-                )
+            classes = task_classes(y)
         return X, y, classes, multilabel
 
     def _initial_set(self, y, n_initial, seed, multilabel):

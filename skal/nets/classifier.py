@@ -9,7 +9,7 @@ from ..exceptions import SkalValueError
 from .base import ImageClassifierMixin
 from .small_cnn import SmallCNN
 
-__all__ = ["CNNClassifier", "encode_labels"]
+__all__ = ["CNNClassifier", "encode_labels", "task_classes"]
 
 
 def encode_labels(y, classes):
@@ -27,6 +27,23 @@ def encode_labels(y, classes):
             "task has, or refit from scratch."
         )
     return idx.astype(np.int64)
+
+
+def task_classes(y, classes=None, *, advice=""):
+    """The classes of a single-label task: ``classes`` when given, else those in ``y``;
+    at least two either way (``advice`` ends the error on a single class)."""
+    if classes is not None:
+        classes = np.asarray(classes)
+        if classes.ndim != 1 or len(classes) < 2:
+            raise SkalValueError("classes must list at least two classes.")
+        return classes
+    classes = np.unique(y)
+    if len(classes) < 2:
+        raise SkalValueError(
+            f"y has a single class ({classes.tolist()}); a classifier needs at least two, "
+            "one class is not enough." + (" " + advice if advice else "")
+        )
+    return classes
 
 
 class CNNClassifier(ImageClassifierMixin, NeuralNetClassifier):
@@ -119,18 +136,9 @@ class CNNClassifier(ImageClassifierMixin, NeuralNetClassifier):
     def _encode_targets(self, y, reset, classes=None):
         classes = self.classes if classes is None else classes
         if reset:
-            if classes is not None:
-                classes = np.asarray(classes)
-                if len(classes) < 2:
-                    raise SkalValueError("classes must list at least two classes.")
-            else:
-                classes = np.unique(y)
-                if len(classes) < 2:
-                    raise SkalValueError(
-                        f"y has a single class ({classes.tolist()}); a classifier needs at "
-                        "least two, one class is not enough. Label at least one sample of "
-                        "another class, or pass classes=[...] with every class of the task."
-                    )
+            classes = task_classes(y, classes, advice=(
+                "Label at least one sample of another class, or pass classes=[...] with "
+                "every class of the task."))
             encoded = encode_labels(y, classes)
             self.classes_inferred_ = classes
             self.n_outputs_ = len(classes)

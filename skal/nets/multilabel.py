@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from ..exceptions import SkalValueError
 from ..utils.validation import check_labels
 from .base import ImageClassifierMixin
-from .classifier import encode_labels
+from .classifier import encode_labels, task_classes
 from .small_cnn import SmallCNN
 
 __all__ = ["MultiLabelCNNClassifier", "one_vs_rest_targets"]
@@ -132,23 +132,6 @@ class MultiLabelCNNClassifier(ImageClassifierMixin, ClassifierMixin, NeuralNet):
         y = np.asarray(y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y)
         return y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and not _is_zero_one(y))
 
-    @staticmethod
-    def _one_vs_rest_classes(y, classes):
-        if classes is not None:
-            classes = np.asarray(classes)
-            if classes.ndim != 1 or len(classes) < 2:
-                raise SkalValueError("classes must list at least two classes.")
-            return classes
-        classes = np.unique(y)
-        if len(classes) < 2:
-            raise SkalValueError(
-                f"y has a single class ({classes.tolist()}): one-vs-rest needs at least "
-                "two classes, one class is not enough. Label a sample of another class, "
-                "pass partial_fit(..., classes=[...]) with every class, or give a 2-d "
-                "multi-hot target (n, n_labels) of 0/1."
-            )
-        return classes
-
     def _validate_training_data(self, X, y, reset, classes=None):
         """Binarize 1-d labels one-vs-rest (``LabelBinarizer``'s encoding), then validate
         ``X`` and the 0/1 targets as for multi-hot ``Y``."""
@@ -163,7 +146,10 @@ class MultiLabelCNNClassifier(ImageClassifierMixin, ClassifierMixin, NeuralNet):
         labels = None
         if not multilabel:
             y = check_labels(y)
-            labels = self._one_vs_rest_classes(y, classes) if reset else self.classes_
+            labels = (task_classes(y, classes, advice=(
+                "Label a sample of another class, pass partial_fit(..., classes=[...]) "
+                "with every class, or give a 2-d multi-hot target (n, n_labels) of 0/1."))
+                if reset else self.classes_)
             y = one_vs_rest_targets(encode_labels(y, labels), len(labels))
         X, targets = super()._validate_training_data(X, y, reset)
         if reset:
