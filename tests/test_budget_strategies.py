@@ -206,6 +206,32 @@ def test_probcover_purity_delta_on_blobs_and_explicit_delta():
     assert fixed.delta_ == 0.05
 
 
+def test_implicit_balls_give_the_picks_of_the_sparse_graph():
+    X, blob = _blobs(noise=0.4)
+    learner = _with_labels(X[:3], blob[:3])
+    picks = {}
+    for graph in ("sparse", "implicit", "auto"):
+        strategy = ProbCover(delta=0.6, embedder=Flatten(), graph=graph, max_edges=200,
+                             random_state=0)
+        if graph == "sparse":                       # too large for max_edges: refused
+            with pytest.raises(SkalValueError, match="max_edges"):
+                strategy(learner, X[3:], 12)
+            strategy.set_params(max_edges=10**6)
+        picks[graph] = strategy(learner, X[3:], 12)
+        assert strategy.graph_ == ("sparse" if graph == "sparse" else "implicit")
+    for graph in ("implicit", "auto"):
+        for a, b in zip(picks["sparse"], picks[graph]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_seed_falls_back_to_the_learner_random_state():
+    X, _ = _blobs(seed=2)
+    learner = types.SimpleNamespace(random_state=5)
+    a = TypiClust(embedder=Flatten(), max_clusters=3)(learner, X, 6)[0]
+    b = TypiClust(embedder=Flatten(), max_clusters=3, random_state=5)(_no_labels(), X, 6)[0]
+    np.testing.assert_array_equal(a, b)
+
+
 # ------------------------------------------------------------------------ schedule
 class Recorder:
     """A fake strategy that returns the first free positions from ``start``."""
@@ -342,6 +368,7 @@ def test_registry_names_and_clones():
     (ProbCover(delta=-1.0), SkalValueError),
     (ProbCover(alpha=1.5), SkalValueError),
     (ProbCover(n_clusters=0), SkalValueError),
+    (ProbCover(max_edges=0), SkalValueError),
     (TypiClust(embedder=object()), SkalTypeError),
     (ProbCover(embedder="simclr", delta=0.5), SkalTypeError),
     (StrategySchedule([]), SkalValueError),

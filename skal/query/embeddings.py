@@ -23,7 +23,7 @@ from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
 from .base import _seed_of, fitted_estimator, labelled_data, score_pool
 
 __all__ = ["embedding_function", "labelled_images", "embed_pool_and_labelled",
-           "l2_normalize", "kmeans_labels"]
+           "l2_normalize", "kmeans_labels", "strategy_seed"]
 
 # above this many clusters (or samples), k-means runs in mini-batches, as the TypiClust
 # reference code does
@@ -57,6 +57,15 @@ def kmeans_labels(E, n_clusters, random_state=None):
         model = MiniBatchKMeans(n_clusters=n_clusters, batch_size=4096, n_init=3,
                                 random_state=seed)
     return model.fit_predict(E).astype(np.intp)
+
+
+def strategy_seed(own, given, learner):
+    """The random state of a strategy's query: its own ``random_state`` parameter, else
+    the one passed to the call, else the learner's ``random_state`` (if it has one)."""
+    for random_state in (own, given, getattr(learner, "random_state", None)):
+        if random_state is not None:
+            return random_state
+    return None
 
 
 def _seed(random_state):

@@ -21,7 +21,11 @@ the largest pure-enough ``delta`` is an order statistic of ``r`` (no grid search
 
 The graph is built block by block into a :mod:`scipy.sparse` matrix (never a dense
 ``n x n`` matrix), and each pick updates the coverage gains through the reversed
-edges, ``O(edges)`` in all.
+edges, ``O(edges)`` in all. When the radius puts so many points in each ball that the
+graph would not fit (``max_edges``), the balls are recomputed in distance blocks
+instead (``O(n)`` memory, the same picks): a pick's newly covered points ``N`` lower
+the gain of every point within ``delta`` of them, ``O(n |N|)`` distances, ``O(n^2)``
+over a whole query.
 """
 
 import numbers
@@ -34,7 +38,7 @@ from ..data.pool import pool_length
 from ..exceptions import SkalTypeError, SkalValueError
 from ..utils.validation import check_n_instances
 from .base import _seed_of, fitted_estimator, labelled_data
-from .embeddings import embed_pool_and_labelled, kmeans_labels
+from .embeddings import embed_pool_and_labelled, kmeans_labels, strategy_seed
 from .latent import _check_positive_int
 
 __all__ = ["ProbCover", "ball_graph", "max_coverage", "purity_delta", "ball_purity"]
@@ -72,20 +76,73 @@ def ball_graph(E, delta, block_elements=_BLOCK_ELEMENTS):
     E = np.asarray(E, dtype=np.float64)
     n = len(E)
     delta_sq = float(delta) ** 2
-    indptr = [np.zeros(1, dtype=np.int64)]
-    indices = []
-    offset = 0
+    index_type = np.int32 if n < 2**31 - 1 else np.int64
+    counts, indices = [], []
     for start, d2 in _blocks(E, E, block_elements):
         inside = d2 < delta_sq
         rows = np.arange(start, start + len(d2))
         inside[rows - start, rows] = True            # a point always covers itself
-        counts = inside.sum(axis=1)
-        indices.append(np.flatnonzero(inside) % n)   # row-major: column of each edge
-        indptr.append(offset + np.cumsum(counts))
-        offset += int(counts.sum())
-    indices = np.concatenate(indices) if indices else np.empty(0, dtype=np.int64)
+        counts.append(inside.sum(axis=1))
+        # row-major nonzeros: the column of each edge, row by row
+        indices.append(np.nonzero(inside)[1].astype(index_type))
+    indices = np.concatenate(indices) if indices else np.empty(0, dtype=index_type)
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
+    if indptr[-1] < 2**31 - 1:
+        indptr = indptr.astype(index_type)
     data = np.ones(len(indices), dtype=bool)
-    return sp.csr_matrix((data, indices, np.concatenate(indptr)), shape=(n, n))
+    return sp.csr_matrix((data, indices, indptr), shape=(n, n))
+
+
+class _SparseBalls:
+    """The balls of a sparse graph: ``graph[x, y]`` nonzero when ``x`` covers ``y``."""
+
+    def __init__(self, graph):
+        self.graph = sp.csr_matrix(graph, dtype=bool)
+        self.reverse = self.graph.T.tocsr()
+        self.n = self.graph.shape[0]
+
+    def ball(self, x):
+        return self.graph.indices[self.graph.indptr[x]:self.graph.indptr[x + 1]]
+
+    def covering_counts(self, points):
+        """For every point, how many of ``points`` its ball holds."""
+        return np.bincount(self.reverse[points].indices, minlength=self.n)
+
+    def covered_by(self, points):
+        covered = np.zeros(self.n, dtype=bool)
+        covered[self.graph[points].indices] = True
+        return covered
+
+
+class _ImplicitBalls:
+    """The balls ``||E[x] - E[y]|| < delta`` recomputed in distance blocks: ``O(n)``
+    memory whatever the number of edges, the same answers as :func:`ball_graph`."""
+
+    def __init__(self, E, delta, block_elements=_BLOCK_ELEMENTS):
+        self.E, self.delta_sq, self.block_elements = E, float(delta) ** 2, block_elements
+        self.n = len(E)
+
+    def ball(self, x):
+        (_, d2), = list(_blocks(self.E[x:x + 1], self.E, self.block_elements))
+        inside = d2[0] < self.delta_sq
+        inside[x] = True
+        return np.flatnonzero(inside)
+
+    def covering_counts(self, points):
+        points = np.asarray(points, dtype=np.intp)
+        counts = np.zeros(self.n, dtype=np.int64)
+        if not len(points):
+            return counts
+        for start, d2 in _blocks(self.E, self.E[points], self.block_elements):
+            inside = d2 < self.delta_sq
+            rows = np.arange(start, start + len(d2))
+            own = np.flatnonzero(np.isin(points, rows))       # a point covers itself
+            inside[points[own] - start, own] = True
+            counts[start:start + len(d2)] = inside.sum(axis=1)
+        return counts
+
+    def covered_by(self, points):
+        return self.covering_counts(points) > 0             # balls are symmetric
 
 
 def max_coverage(graph, n_instances, covered=None, candidates=None, random_state=None):
@@ -93,8 +150,11 @@ def max_coverage(graph, n_instances, covered=None, candidates=None, random_state
 
     Parameters
     ----------
-    graph : scipy.sparse matrix (n, n)
-        ``graph[x, y]`` nonzero when ``x``'s ball covers ``y``.
+    graph : scipy.sparse matrix (n, n), or ``(E, delta)``
+        ``graph[x, y]`` nonzero when ``x``'s ball covers ``y``; or embeddings and a
+        radius, whose balls are then recomputed in distance blocks instead of being
+        stored (``O(n)`` memory, about twice the time of building the graph, the same
+        picks).
     n_instances : int
     covered : bool ndarray (n,) or None
         Points already covered (by the labelled set's balls).
@@ -112,14 +172,12 @@ def max_coverage(graph, n_instances, covered=None, candidates=None, random_state
     gains : ndarray of int
         Points newly covered by each pick (0 for the random fall-back picks).
     """
-    G = sp.csr_matrix(graph, dtype=bool)
-    n = G.shape[0]
+    balls = _balls(graph)
+    n = balls.n
     covered = np.zeros(n, dtype=bool) if covered is None else np.array(covered, dtype=bool)
     allowed = np.ones(n, dtype=bool) if candidates is None else np.array(candidates, dtype=bool)
     n_instances = check_n_instances(n_instances, int(allowed.sum()))
-    reverse = G.T.tocsr()
-    # gain[x]: uncovered points in x's ball
-    gain = np.asarray(G[:, ~covered].sum(axis=1)).ravel().astype(np.int64)
+    gain = balls.covering_counts(np.flatnonzero(~covered))   # uncovered points per ball
     rng = np.random.default_rng(_seed_of(random_state))
     picked, gains = [], []
     for _ in range(n_instances):
@@ -127,19 +185,24 @@ def max_coverage(graph, n_instances, covered=None, candidates=None, random_state
         x = int(np.argmax(masked))
         if masked[x] <= 0:
             x = _fallback(allowed, covered, rng)
-            picked.append(x)
-            gains.append(0)
-            allowed[x] = False
-            continue
-        ball = G.indices[G.indptr[x]:G.indptr[x + 1]]
-        new = ball[~covered[ball]]
-        covered[new] = True
-        # every point whose ball holds a newly covered point loses that point's gain
-        gain -= np.bincount(reverse[new].indices, minlength=n)
+            new = np.empty(0, dtype=np.intp)
+        else:
+            ball = balls.ball(x)
+            new = ball[~covered[ball]]
+            covered[new] = True
+            # every point whose ball holds a newly covered point loses that point's gain
+            gain -= balls.covering_counts(new)
         picked.append(x)
         gains.append(len(new))
         allowed[x] = False
     return np.asarray(picked, dtype=np.intp), np.asarray(gains, dtype=np.int64)
+
+
+def _balls(graph):
+    if isinstance(graph, tuple):
+        E, delta = graph
+        return _ImplicitBalls(np.asarray(E, dtype=np.float64), delta)
+    return _SparseBalls(graph)
 
 
 def _fallback(allowed, covered, rng):
@@ -238,7 +301,16 @@ class ProbCover(BaseEstimator):
         L2-normalise the embeddings.
     random_state : int, RandomState or None
         Seeds k-means, the purity sample and the fall-back picks. None: the
-        ``random_state`` passed to the call.
+        ``random_state`` passed to the call, else the learner's ``random_state``.
+    graph : {"auto", "sparse", "implicit"}, default="auto"
+        ``"sparse"``: store the ball graph as a :mod:`scipy.sparse` matrix (about 10
+        bytes per edge: the graph and its reverse). ``"implicit"``: store nothing and
+        recompute distances in blocks at each pick (``O(n)`` memory, about twice the
+        time, the same picks). ``"auto"``: sparse unless the graph would exceed
+        ``max_edges``.
+    max_edges : int, default=20_000_000
+        Largest graph stored, estimated from 256 seeded balls before it is built;
+        ``graph="sparse"`` refuses (with advice) a larger one.
     n_jobs : int or None
         Workers of the embedding loop.
     batch_size : int or None
@@ -249,14 +321,16 @@ class ProbCover(BaseEstimator):
     delta_ : float
         The radius used by the last query.
     n_edges_ : int
-        Edges of the last query's graph.
+        Edges of the last query's graph (estimated when it was not stored).
+    graph_ : str
+        ``"sparse"`` or ``"implicit"``: how the last query's balls were held.
     coverage_ : float
         Share of all points (labelled and pool) covered after the last query.
     """
 
     def __init__(self, delta=None, alpha=0.95, n_clusters=None, purity_sample_size=2000,
                  embedder=None, normalize=True, random_state=None, n_jobs=None,
-                 batch_size=None):
+                 batch_size=None, graph="auto", max_edges=20_000_000):
         self.delta = delta
         self.alpha = alpha
         self.n_clusters = n_clusters
@@ -266,6 +340,8 @@ class ProbCover(BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.batch_size = batch_size
+        self.graph = graph
+        self.max_edges = max_edges
 
     def _validate(self):
         if self.delta is not None:
@@ -279,6 +355,10 @@ class ProbCover(BaseEstimator):
             raise SkalValueError(f"alpha must be a number in (0, 1]; got {self.alpha!r}.")
         _check_positive_int(self.n_clusters, "n_clusters", allow_none=True)
         _check_positive_int(self.purity_sample_size, "purity_sample_size", allow_none=True)
+        _check_positive_int(self.max_edges, "max_edges")
+        if self.graph not in ("auto", "sparse", "implicit"):
+            raise SkalValueError(
+                f"graph must be 'auto', 'sparse' or 'implicit'; got {self.graph!r}.")
 
     def _pseudo_classes(self, learner):
         if self.n_clusters is not None:
@@ -303,12 +383,34 @@ class ProbCover(BaseEstimator):
             "classes, but the number of classes is unknown (no labels yet and the model "
             "declares no classes). Pass n_clusters=<number of classes>, or delta=.")
 
+    def _estimated_edges(self, E, delta, seed, sample=256):
+        """Graph edges estimated from ``sample`` seeded balls."""
+        rng = np.random.default_rng(_seed_of(seed))
+        rows = rng.choice(len(E), size=min(sample, len(E)), replace=False)
+        inside = sum(int((d2 < delta ** 2).sum()) for _, d2 in _blocks(E[rows], E))
+        return inside / len(rows) * len(E)
+
+    def _graph(self, E, delta, seed):
+        """The sparse graph, or ``(E, delta)`` for balls recomputed in blocks; and the
+        (estimated, for the latter) number of edges."""
+        estimate = self._estimated_edges(E, delta, seed)
+        if self.graph == "implicit" or (self.graph == "auto" and estimate > self.max_edges):
+            return (E, delta), int(round(estimate))
+        if estimate > self.max_edges:
+            raise SkalValueError(
+                f"ProbCover's delta={delta:.4g} puts about {estimate / len(E):.0f} points "
+                f"in each ball, about {estimate:.3g} graph edges (max_edges="
+                f"{self.max_edges}). Use graph='auto' or 'implicit' (no stored graph), "
+                "a smaller delta=, a higher alpha or n_clusters, or raise max_edges.")
+        graph = ball_graph(E, delta)
+        return graph, int(graph.nnz)
+
     def __call__(self, learner, X_pool, n_instances=1, *, random_state=None, **_):
         """Select ``n_instances`` distinct pool positions; returns ``(indices, gains)``."""
         self._validate()
         n_pool = pool_length(X_pool)
         n_instances = check_n_instances(n_instances, n_pool)
-        seed = self.random_state if self.random_state is not None else random_state
+        seed = strategy_seed(self.random_state, random_state, learner)
         n_classes = None if self.delta is not None else self._pseudo_classes(learner)
         E_pool, E_lab = embed_pool_and_labelled(
             learner, X_pool, embedder=self.embedder, normalize=self.normalize,
@@ -327,16 +429,14 @@ class ProbCover(BaseEstimator):
                 raise SkalValueError(
                     "ProbCover's purity-chosen delta is 0 (duplicate embeddings across "
                     "pseudo-classes); pass delta= or lower alpha.")
-        graph = ball_graph(E, delta)
-        covered = np.zeros(len(E), dtype=bool)
-        if n_lab:
-            covered[graph[:n_lab].indices] = True
+        graph, n_edges = self._graph(E, delta, seed)
+        balls = _balls(graph)
+        covered = balls.covered_by(np.arange(n_lab)) if n_lab else np.zeros(len(E), bool)
         candidates = np.zeros(len(E), dtype=bool)
         candidates[n_lab:] = True
         picked, gains = max_coverage(graph, n_instances, covered, candidates, seed)
-        covered_after = covered.copy()
-        covered_after[graph[picked].indices] = True
         self.delta_ = float(delta)
-        self.n_edges_ = int(graph.nnz)
-        self.coverage_ = float(covered_after.mean())
+        self.n_edges_ = n_edges
+        self.graph_ = "implicit" if isinstance(graph, tuple) else "sparse"
+        self.coverage_ = float((covered.sum() + gains.sum()) / len(E))
         return picked - n_lab, gains

@@ -28,7 +28,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from ..data.pool import pool_length
 from ..utils.validation import check_n_instances
-from .embeddings import embed_pool_and_labelled, kmeans_labels
+from .embeddings import embed_pool_and_labelled, kmeans_labels, strategy_seed
 from .latent import _check_positive_int
 
 __all__ = ["TypiClust", "typicality"]
@@ -78,9 +78,9 @@ class TypiClust(BaseEstimator):
     normalize : bool, default=True
         L2-normalise the embeddings (as the papers do with self-supervised features).
     random_state : int, RandomState or None
-        Seeds k-means; an int gives the same query every time. When None, the
-        ``random_state`` passed to the call (``learner.query(..., random_state=0)``)
-        is used.
+        Seeds k-means; an int gives the same query every time. None: the
+        ``random_state`` passed to the call (``learner.query(..., random_state=0)``),
+        else the learner's ``random_state``.
     n_jobs : int or None
         Workers of the embedding loop and the neighbour search.
     batch_size : int or None
@@ -122,7 +122,7 @@ class TypiClust(BaseEstimator):
             learner, X_pool, embedder=self.embedder, normalize=self.normalize,
             batch_size=self.batch_size, n_jobs=self.n_jobs)
         n_lab = len(E_lab)
-        seed = self.random_state if self.random_state is not None else random_state
+        seed = strategy_seed(self.random_state, random_state, learner)
         n_clusters = min(n_lab + n_instances, self.max_clusters)
         clusters = kmeans_labels(np.vstack([E_lab, E_pool]), n_clusters, seed)
         picked, scores = self.select(np.vstack([E_lab, E_pool]), clusters, n_lab,
