@@ -351,6 +351,40 @@ def test_cold_start_with_an_unfitted_learner_and_an_embedder():
         ProbCover(embedder=Flatten())(learner, pool, 5)
 
 
+def test_pretrained_learner_queries_with_no_labels():
+    """The real cold start: a classifier built on a pre-trained encoder, no labels; the
+    strategies embed with the encoder (no embedder given)."""
+    pretrain = pytest.importorskip("skal.pretrain")
+    X = _images(64, 2)
+    encoder = pretrain.SimCLR(encoder_widths=(8, 16), max_epochs=1, batch_size=32,
+                              progress=False, random_state=0).fit(X)
+    for strategy in (TypiClust(random_state=0), ProbCover(random_state=0),
+                     TypiclustThenMargin(switch_at=10, random_state=0)):
+        model = CNNClassifier(pretrained=encoder, classes=[0, 1], **TINY)
+        learner = ActiveLearner(model, query_strategy=strategy)
+        try:
+            indices, _ = learner.query(X, n_instances=4)
+        except NotFittedError:                # a learner without cold-start support
+            indices, _ = strategy(learner, X, n_instances=4)
+        assert len(np.unique(indices)) == 4
+        # the picks are those made on the encoder's own features
+        same, _ = clone(strategy).set_params(embedder=encoder)(
+            types.SimpleNamespace(estimator=model), X, 4)
+        np.testing.assert_array_equal(indices, same)
+
+
+def test_memmap_pool(tmp_path):
+    X, _ = _blobs(seed=4)
+    stored = np.memmap(tmp_path / "pool.dat", dtype=X.dtype, mode="w+", shape=X.shape)
+    stored[:] = X
+    stored.flush()
+    pool = np.memmap(tmp_path / "pool.dat", dtype=X.dtype, mode="r", shape=X.shape)
+    for make in (lambda: TypiClust(embedder=Flatten(), random_state=0),
+                 lambda: ProbCover(embedder=Flatten(), n_clusters=5, random_state=0)):
+        np.testing.assert_array_equal(make()(_no_labels(), pool, 6)[0],
+                                      make()(_no_labels(), X, 6)[0])
+
+
 def test_registry_names_and_clones():
     for name, cls in (("typiclust", TypiClust), ("probcover", ProbCover),
                       ("typiclust_then_margin", TypiclustThenMargin)):
