@@ -7,6 +7,9 @@ import types
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
 from torch.utils.data import Dataset
 
 from skal import ActiveLearner, CNNClassifier
@@ -304,6 +307,25 @@ def test_pool_confidence_signal():
     assert rule(types.SimpleNamespace(estimator=Model(0.2)), X)     # max(0.2, 0.8)
 
 
+def test_cross_validated_accuracy_signal():
+    X, blob = _blobs()
+    model = make_pipeline(FunctionTransformer(_flatten), LogisticRegression())
+    rule = ModelQualityAbove(0.9, signal="cv_accuracy", cv=3)
+    separable = types.SimpleNamespace(estimator=model, X_training=X, y_training=blob)
+    assert rule(separable, X) and rule.last_value_ > 0.9
+    noise = np.random.default_rng(0).integers(2, size=len(X))
+    assert not rule(types.SimpleNamespace(estimator=model, X_training=X, y_training=noise), X)
+    # fewer labels of a class than folds: no signal yet
+    assert not rule(types.SimpleNamespace(estimator=model, X_training=X[:4],
+                                          y_training=np.array([0, 0, 0, 1])), X)
+    assert np.isnan(rule.last_value_)
+    assert not rule(_no_labels(), X)                       # a cold start
+
+
+def _flatten(X):
+    return np.asarray(X).reshape(len(X), -1)
+
+
 # ---------------------------------------------------------- inside skal, registry
 def _images(n, seed, size=16):
     rng = np.random.default_rng(seed)
@@ -410,6 +432,10 @@ def test_registry_names_and_clones():
     (StrategySchedule([(TypiClust(), 5), (margin_sampling, 9)]), SkalValueError),
     (StrategySchedule([(TypiClust(), "50"), (margin_sampling, None)]), SkalTypeError),
     (StrategySchedule([("typiclust", 5), (margin_sampling, None)]), SkalTypeError),
+    (StrategySchedule([(TypiClust(), ModelQualityAbove(0.5, signal="auc")),
+                       (margin_sampling, None)]), SkalValueError),
+    (StrategySchedule([(TypiClust(), ModelQualityAbove(0.5, cv=1)),
+                       (margin_sampling, None)]), SkalValueError),
 ])
 def test_clear_errors_for_bad_parameters(strategy, error):
     X, _ = _blobs()

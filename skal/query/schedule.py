@@ -30,6 +30,7 @@ from ..exceptions import SkalTypeError, SkalValueError
 from ..utils.validation import check_n_instances
 from .base import _seed_of, fitted_estimator, labelled_data, predict_proba_pool
 from .embeddings import labelled_images
+from .latent import _check_positive_int
 from .typiclust import TypiClust
 from .uncertainty import margin_sampling
 
@@ -293,8 +294,13 @@ class ModelQualityAbove(BaseEstimator):
         return float(np.mean(cross_val_score(clone(model), np.asarray(X), y, cv=self.cv)))
 
     def __call__(self, learner, X_pool):
+        """True once the signal reaches ``threshold`` (False while it is undefined)."""
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, numbers.Real):
             raise SkalTypeError(f"threshold must be a number; got {self.threshold!r}.")
+        _check_positive_int(self.sample_size, "sample_size", allow_none=True)
+        _check_positive_int(self.cv, "cv")
+        if self.cv < 2:
+            raise SkalValueError(f"cv must be at least 2 folds; got {self.cv}.")
         value = self._value(learner, X_pool)
         self.last_value_ = value
         return bool(np.isfinite(value) and value >= self.threshold)
