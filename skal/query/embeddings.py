@@ -16,6 +16,7 @@ are then chordal distances on the unit sphere, in ``[0, 2]``.
 """
 
 import numpy as np
+from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import NotFittedError as AnyNotFittedError
 
 from ..data.pool import pool_length
@@ -45,8 +46,6 @@ def kmeans_labels(E, n_clusters, random_state=None):
     points, else :class:`sklearn.cluster.MiniBatchKMeans` (batches of 4,096, 3 inits),
     as Hacohen et al.'s code does for many clusters.
     """
-    from sklearn.cluster import KMeans, MiniBatchKMeans
-
     n_clusters = int(min(n_clusters, len(E)))
     if n_clusters <= 1:
         return np.zeros(len(E), dtype=np.intp)
