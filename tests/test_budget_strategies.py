@@ -289,6 +289,10 @@ def test_schedule_switches_on_a_quality_signal_and_stays_switched():
     assert schedule(learner, X, 2)[0].tolist() == [50, 51]
     learner.quality = 0.1
     assert schedule(learner, X, 2)[0].tolist() == [50, 51]
+    # a learner with fewer labels: a new campaign, the rule is asked again
+    fresh = _learner(2)
+    fresh.quality = 0.1
+    assert schedule(fresh, X, 2)[0].tolist() == [0, 1]
 
 
 def test_pool_confidence_signal():

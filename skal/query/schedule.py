@@ -14,8 +14,10 @@ the schedule moves on:
   is used until the rule returns True before a query (whole batches);
 * ``None``: the last step, used to the end.
 
-The schedule only moves forward: once a step is left it is never used again by this
-schedule object (use a fresh copy, ``sklearn.base.clone``, for a new campaign).
+The schedule only moves forward: once a step is left it is not used again (a quality
+signal that dips below its threshold later does not switch back), until a query comes
+with fewer labels than the previous one, which starts a new campaign at the first step.
+A fresh copy (``sklearn.base.clone``) per campaign is the safe habit.
 """
 
 import numbers
@@ -81,6 +83,8 @@ class StrategySchedule(BaseEstimator):
     ----------
     step_ : int
         The step the last query ended on.
+    n_labels_ : int
+        The learner's labels at the last query.
     history_ : list of dict
         One record per strategy call: ``step``, ``strategy`` (name), ``n_labels`` (the
         labels at that point, counting earlier picks of a split batch) and ``n_picked``.
@@ -152,6 +156,8 @@ class StrategySchedule(BaseEstimator):
         n_instances = check_n_instances(n_instances, n_pool)
         n_labels = n_labelled(learner)
         step = min(getattr(self, "step_", 0), len(steps) - 1)
+        if n_labels < getattr(self, "n_labels_", 0):
+            step = 0                    # fewer labels than last time: a new campaign
         picked, scores, history = [], [], []
         while len(picked) < n_instances:
             labels_now = n_labels + len(picked)
@@ -168,7 +174,7 @@ class StrategySchedule(BaseEstimator):
             scores.extend(values.tolist())
             history.append({"step": step, "strategy": _strategy_name(strategy),
                             "n_labels": labels_now, "n_picked": len(indices)})
-        self.step_ = step
+        self.step_, self.n_labels_ = step, n_labels
         self.history_ = getattr(self, "history_", []) + history
         return np.asarray(picked, dtype=np.intp), np.asarray(scores, dtype=np.float64)
 
