@@ -32,11 +32,13 @@ _FULL_KMEANS_MAX_CLUSTERS = 50
 _FULL_KMEANS_MAX_SAMPLES = 20000
 
 
-def l2_normalize(E):
-    """Rows of ``E`` scaled to unit Euclidean norm (zero rows stay zero)."""
-    E = np.asarray(E, dtype=np.float64)
+def l2_normalize(E, copy=True):
+    """Rows of ``E`` scaled to unit Euclidean norm (zero rows stay zero); in place when
+    ``copy=False`` and ``E`` is already a float64 array."""
+    E = np.array(E, dtype=np.float64) if copy else np.asarray(E, dtype=np.float64)
     norms = np.linalg.norm(E, axis=1, keepdims=True)
-    return E / np.where(norms > 0, norms, 1.0)
+    E /= np.where(norms > 0, norms, 1.0)
+    return E
 
 
 def kmeans_labels(E, n_clusters, random_state=None):
@@ -182,5 +184,6 @@ def embed_pool_and_labelled(learner, X_pool, *, embedder=None, X_labelled=None,
     else:
         E_lab = np.empty((0, E_pool.shape[1]))
     if normalize:
-        E_pool, E_lab = l2_normalize(E_pool), l2_normalize(E_lab)
+        # the arrays are this function's own: normalise in place
+        E_pool, E_lab = l2_normalize(E_pool, copy=False), l2_normalize(E_lab, copy=False)
     return E_pool, E_lab

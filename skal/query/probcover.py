@@ -415,8 +415,9 @@ class ProbCover(BaseEstimator):
         E_pool, E_lab = embed_pool_and_labelled(
             learner, X_pool, embedder=self.embedder, normalize=self.normalize,
             batch_size=self.batch_size, n_jobs=self.n_jobs)
-        E = np.vstack([E_lab, E_pool])
         n_lab = len(E_lab)
+        E = np.vstack([E_lab, E_pool])
+        del E_pool
         delta = self.delta
         if delta is None:
             pseudo = kmeans_labels(E, n_classes, seed)

@@ -124,9 +124,10 @@ class TypiClust(BaseEstimator):
         n_lab = len(E_lab)
         seed = strategy_seed(self.random_state, random_state, learner)
         n_clusters = min(n_lab + n_instances, self.max_clusters)
-        clusters = kmeans_labels(np.vstack([E_lab, E_pool]), n_clusters, seed)
-        picked, scores = self.select(np.vstack([E_lab, E_pool]), clusters, n_lab,
-                                     n_instances)
+        E = np.vstack([E_lab, E_pool])
+        del E_pool
+        clusters = kmeans_labels(E, n_clusters, seed)
+        picked, scores = self.select(E, clusters, n_lab, n_instances)
         self.n_clusters_ = int(clusters.max()) + 1
         self.labelled_clusters_, self.pool_clusters_ = clusters[:n_lab], clusters[n_lab:]
         return picked - n_lab, scores
