@@ -122,9 +122,10 @@ def test_uint8_scaled_float_as_given():
     p_uint8 = clf.predict_proba(X8)
     p_scaled = clf.predict_proba(X8.astype(np.float32) / 255)
     np.testing.assert_allclose(p_uint8, p_scaled, atol=1e-6)
-    # float is used as given: unscaled float values are a different input
-    p_raw = clf.predict_proba(X8.astype(np.float32))
-    assert not np.allclose(p_raw, p_uint8, atol=1e-4)
+    # float is used as given, so float values in 0..255 given to a model fitted on
+    # uint8 (scaled to 0..1) are on the wrong scale: rejected, not silently mis-scored
+    with pytest.raises(SkalValueError, match="wrong scale"):
+        clf.predict_proba(X8.astype(np.float32))
     # training on uint8 equals training on the /255 float version
     clf2 = tiny_net().fit(X8.astype(np.float32) / 255, y)
     np.testing.assert_allclose(clf2.predict_proba(X8), p_uint8, atol=1e-5)
@@ -193,7 +194,8 @@ def test_learns_3_vs_7_and_returns_labels(digits):
     X, y = digits
     mask = np.isin(y, [3, 7])
     Xs, ys = X[mask], y[mask]
-    clf = tiny_net(max_epochs=5, lr=1e-2).fit(Xs[:150], ys[:150])
+    # 10 epochs: at 5 the accuracy depends on the seed's shuffling (0.7-0.97 over seeds)
+    clf = tiny_net(max_epochs=10, lr=1e-2).fit(Xs[:150], ys[:150])
     np.testing.assert_array_equal(clf.classes_, [3, 7])
     pred = clf.predict(Xs[150:])
     assert set(np.unique(pred)) <= {3, 7}

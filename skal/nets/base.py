@@ -3,23 +3,34 @@ final-layer discovery and streamed forward passes that expose ``(h, z)``."""
 
 import inspect
 import math
+import numbers
 from collections.abc import Mapping
 
 import numpy as np
 import torch
-from skorch import NeuralNet
 from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.pool import DEFAULT_BATCH_SIZE, is_dataset, iter_pool, materialize
 from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
-from ..utils.seeding import resolve_seed, torch_seed
+from ..utils.seeding import (generator_dropout, make_generator, resolve_seed,
+                              seeded_construction)
 from ..utils.validation import (check_consistent_length, check_images, check_labels,
                                 to_image_tensor)
 from .augment import random_shift
 from .head import capture_input, find_final_linear
+from .training import rollback_on_error, run_training
 
 __all__ = ["ImageClassifierMixin"]
+
+# Input outside [0, 1] by more than this is not on the scale of uint8 / 255.
+_SCALE_TOL = 1e-3
+
+
+def _dtype_name(X):
+    dtype = X.dtype
+    return str(dtype).replace("torch.", "")
+
 
 # Images (n, H, W) / (n, C, H, W), and tabular rows (n, n_features) seen as one-row images.
 _INPUT_NDIMS = (2, 3, 4)
@@ -92,7 +103,7 @@ class ImageClassifierMixin:
             x = to_image_tensor(x)
             if (self.augment and not tabular and self.module_.training
                     and torch.is_grad_enabled()):
-                x = random_shift(x, self.augment)
+                x = random_shift(x, self.augment, generator=getattr(self, "_generator", None))
         return super().infer(x, **fit_params)
 
     def _epochs_for(self, n_samples):
@@ -112,6 +123,18 @@ class ImageClassifierMixin:
         # private bookkeeping (``_params_to_validate``); private names are not
         # parameters (clone rebuilds them from the keyword arguments).
         return [name for name in super()._get_param_names() if not name.startswith("_")]
+
+    def set_params(self, **params):
+        """skorch's ``set_params``; changing a module parameter of a fitted net
+        re-initialises its module with fresh weights, so the net is then unfitted
+        (``predict`` raises ``NotFittedError`` until the next ``fit``) instead of
+        predicting with untrained weights. A failed call changes nothing."""
+        with rollback_on_error(self):
+            trained, module = self._is_trained(), getattr(self, "module_", None)
+            super().set_params(**params)
+            if trained and getattr(self, "module_", None) is not module:
+                vars(self).pop("final_layer_name_", None)
+        return self
 
     def get_default_callbacks(self):
         """skorch's default callbacks, without the epoch table when ``verbose=0``
@@ -133,8 +156,11 @@ class ImageClassifierMixin:
             if batch_size == -1:
                 batch_size = n
             if "drop_last" not in kwargs and batch_size > 1 and n > 1 and n % batch_size == 1:
-                return DataLoader(dataset, **{**kwargs, "batch_size": batch_size,
-                                              "drop_last": True})
+                kwargs["drop_last"] = True
+            if getattr(self, "_generator", None) is not None:
+                # the fit's own generator: shuffling never reads torch's global one
+                kwargs.setdefault("generator", self._generator)
+            return DataLoader(dataset, **{**kwargs, "batch_size": batch_size})
         return super().get_iterator(dataset, training=training)
 
     def __sklearn_tags__(self):
@@ -210,6 +236,37 @@ class ImageClassifierMixin:
                 f"memory_format={memory_format!r} is not one of {_MEMORY_FORMATS}.")
         return memory_format
 
+    def _check_training_params(self):
+        """Reject hyper-parameters that would crash deep in torch or train in silence
+        on nonsense (``batch_size=0``, ``lr=nan``, ``max_epochs=-1``, ...)."""
+        def integer(name, minimum, allow=()):
+            value = getattr(self, name, None)
+            if value in allow and not isinstance(value, (bool, float)):
+                return
+            if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                    or value < minimum):
+                allowed = "".join(f" or {a!r}" for a in allow)
+                raise SkalValueError(
+                    f"{name} must be an integer >= {minimum}{allowed}; got {value!r}.")
+
+        integer("batch_size", 1, allow=(-1,))
+        integer("max_epochs", 1)
+        integer("min_steps", 0, allow=(None,))
+        integer("predict_batch_size", 1, allow=(None,))
+        lr = getattr(self, "lr", None)
+        if (isinstance(lr, bool) or not isinstance(lr, numbers.Real)
+                or not math.isfinite(lr) or lr <= 0):
+            raise SkalValueError(
+                f"lr must be a positive finite number; got {lr!r}. Typical values are "
+                "1e-4 to 1e-2.")
+        augment = getattr(self, "augment", None)
+        if augment is not None and (isinstance(augment, bool)
+                                    or not isinstance(augment, numbers.Real)
+                                    or not 0 <= augment <= 1):
+            raise SkalValueError(
+                f"augment must be None or a fraction of the image size in [0, 1]; got "
+                f"{augment!r}.")
+
     def _validate_training_data(self, X, y, reset, classes=None):
         self._check_memory_format()
         X = check_images(X, ndims=_INPUT_NDIMS)
@@ -226,14 +283,58 @@ class ImageClassifierMixin:
                     f"X has {channels} channel(s) but the model was trained on "
                     f"{self.n_channels_in_}; continued training needs the same channels."
                 )
+        if not reset:
+            self._check_fitted_input(X)
         y_encoded = self._encode_targets(y, reset, classes)
         if reset:
+            self._record_fitted_input(X)
             self.n_channels_in_ = channels
             if X.ndim == 2:
                 self.n_features_in_ = int(X.shape[1])
             else:
                 self.__dict__.pop("n_features_in_", None)
         return X, y_encoded
+
+    def _record_fitted_input(self, X):
+        """Remember the dtype, value range (after uint8 scaling) and image size of the
+        training input, which :meth:`_check_fitted_input` holds later input to."""
+        t = to_image_tensor(X)
+        self.input_dtype_ = _dtype_name(X)
+        self.input_range_ = (float(t.min()), float(t.max()))
+        self.image_size_ = None if X.ndim == 2 else tuple(int(s) for s in X.shape[-2:])
+
+    def _check_fitted_input(self, X, name="X"):
+        """Reject input on another scale or of another size than the training input,
+        as scikit-learn rejects another ``n_features_in_``: a float image in 0..255
+        given to a model fitted on uint8 (scaled to 0..1) would be scored on the wrong
+        scale without any error."""
+        if is_dataset(X) or not hasattr(self, "input_dtype_"):
+            return
+        size = None if X.ndim == 2 else tuple(int(s) for s in X.shape[-2:])
+        if size != self.image_size_ and self.image_size_ is not None:
+            raise SkalValueError(
+                f"{name} has images of size {size[0]}x{size[1]} but the model was fitted "
+                f"on {self.image_size_[0]}x{self.image_size_[1]}; resize the images to "
+                "the training size (e.g. skal.preprocessing) before scoring them.")
+        dtype = _dtype_name(X)
+        if (dtype == "uint8") == (self.input_dtype_ == "uint8"):
+            return
+        lo, hi = self.input_range_
+        if self.input_dtype_ == "uint8":
+            t = to_image_tensor(X)
+            x_lo, x_hi = float(t.min()), float(t.max())
+            if x_lo < -_SCALE_TOL or x_hi > 1 + _SCALE_TOL:
+                raise SkalValueError(
+                    f"{name} has dtype {dtype} with values in [{x_lo:g}, {x_hi:g}], but the "
+                    "model was fitted on uint8 images, which skal scales by 1/255 to "
+                    "[0, 1]; this input would be scored on the wrong scale. Pass the "
+                    "images as uint8 (X.astype(np.uint8)) or divided by 255.")
+        elif lo < -_SCALE_TOL or hi > 1 + _SCALE_TOL:
+            raise SkalValueError(
+                f"{name} is uint8 (skal scales it by 1/255 to [0, 1]) but the model was "
+                f"fitted on {self.input_dtype_} input with values in [{lo:g}, {hi:g}]; this "
+                "input would be scored on the wrong scale. Pass it on the training scale, "
+                "e.g. X.astype(np.float32).")
 
     def _seed(self, offset=0):
         return resolve_seed(self.random_state, offset)
@@ -310,24 +411,38 @@ class ImageClassifierMixin:
     def _train(self, X, y, continuing, fit_params, classes=None):
         """Validate, (re)initialise unless ``continuing``, and run skorch's loop seeded
         with ``random_state`` (offset by the epochs already run when continuing)."""
+        with rollback_on_error(self):
+            return self._train_or_raise(X, y, continuing, fit_params, classes)
+
+    def _train_or_raise(self, X, y, continuing, fit_params, classes):
+        """:meth:`_train` without the rollback: weights are drawn under
+        ``seeded_construction`` and every random number of the loop (shuffling,
+        augmentation, dropout) from the fit's own ``torch.Generator`` (thread-safe, see
+        :mod:`skal.utils.seeding`); ``KeyboardInterrupt`` propagates."""
+        self._check_training_params()
         X, y_encoded = self._validate_training_data(X, y, reset=not continuing,
                                                     classes=classes)
         offset = len(self.history_) if continuing else 0
-        with torch_seed(self._seed(offset)):
-            if not continuing:
+        seed = self._seed(offset)
+        if not continuing:
+            with seeded_construction(seed):
                 self.initialize()
-                self._prepare_head(X)
-            fit_params.setdefault("epochs", self._epochs_for(len(y_encoded)))
-            try:
-                NeuralNet.partial_fit(self, X, y_encoded, **fit_params)
-            except ValueError as exc:
-                if "Expected more than 1 value per channel" not in str(exc):
-                    raise
-                raise SkalValueError(
-                    f"Training on n_samples={len(y_encoded)} failed: a BatchNorm layer got "
-                    "one value per channel (a batch of 1 sample, with tabular input or "
-                    "images pooled down to 1x1). Train on at least 2 samples."
-                ) from exc
+            self._prepare_head(X)
+        fit_params.setdefault("epochs", self._epochs_for(len(y_encoded)))
+        self._generator = make_generator(seed)
+        try:
+            with generator_dropout(self.module_, self._generator):
+                run_training(self, X, y_encoded, **fit_params)
+        except ValueError as exc:
+            if "Expected more than 1 value per channel" not in str(exc):
+                raise
+            raise SkalValueError(
+                f"Training on n_samples={len(y_encoded)} failed: a BatchNorm layer got "
+                "one value per channel (a batch of 1 sample, with tabular input or "
+                "images pooled down to 1x1). Train on at least 2 samples."
+            ) from exc
+        finally:
+            vars(self).pop("_generator", None)
         return self
 
     # ------------------------------------------------------------- inference
@@ -355,6 +470,7 @@ class ImageClassifierMixin:
         self.module_.eval()
         batch_size = batch_size or self.predict_batch_size or DEFAULT_BATCH_SIZE
         for start, batch in iter_pool(X, batch_size):
+            self._check_fitted_input(batch, "X")
             with torch.no_grad(), capture_input(layer) as store:
                 z = self.infer(batch)
             yield start, store["input"], z
