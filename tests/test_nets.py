@@ -240,15 +240,18 @@ def test_multilabel_proba_and_threshold(binary):
     np.testing.assert_array_equal(default, (proba >= 0.5).astype(int))
     ml.set_params(threshold=0.0)
     assert (ml.predict(X) == 1).all()
-    ml.set_params(threshold=1.01)
+    ml.set_params(threshold=1.0)     # no probability of this tiny net reaches 1.0
     assert (ml.predict(X) == 0).all()
     # per-label thresholds
-    ml.set_params(threshold=[0.0, 1.01, 0.5])
+    ml.set_params(threshold=[0.0, 1.0, 0.5])
     pred = ml.predict(X)
     assert (pred[:, 0] == 1).all() and (pred[:, 1] == 0).all()
     np.testing.assert_array_equal(pred[:, 2], proba[:, 2] >= 0.5)
     ml.set_params(threshold=[0.5, 0.5])
     with pytest.raises(SkalValueError):
+        ml.predict(X)
+    ml.set_params(threshold=2.0)       # not a probability: an error, not all-zero output
+    with pytest.raises(SkalValueError, match=r"\[0, 1\]"):
         ml.predict(X)
 
 
@@ -293,9 +296,9 @@ def test_one_vs_rest_binary_string_labels(binary):
     np.testing.assert_allclose(decision, column.decision_function(X)[:, 0], rtol=1e-6)
     # threshold applies to p(classes_[1])
     assert (ml.set_params(threshold=0.0).predict(X) == "odd").all()
-    assert (ml.set_params(threshold=[1.01]).predict(X) == "even").all()
-    with pytest.raises(SkalValueError, match="threshold must be a float or one float per "
-                                             r"output \(1\)"):
+    assert (ml.set_params(threshold=[1.0]).predict(X) == "even").all()
+    with pytest.raises(SkalValueError, match=r"threshold must be a probability in \[0, 1\], "
+                                             r"or one per output \(1\)"):
         ml.set_params(threshold=[0.5, 0.5]).predict(X)
 
 

@@ -3,7 +3,6 @@ final-layer discovery and streamed forward passes that expose ``(h, z)``."""
 
 import inspect
 import math
-import numbers
 from collections.abc import Mapping
 
 import numpy as np
@@ -19,7 +18,7 @@ from ..utils.validation import (check_consistent_length, check_images, check_lab
                                 to_image_tensor)
 from .augment import random_shift
 from .head import capture_input, find_final_linear
-from .training import rollback_on_error, run_training
+from .training import check_training_params, rollback_on_error, run_training
 
 __all__ = ["ImageClassifierMixin"]
 
@@ -236,37 +235,6 @@ class ImageClassifierMixin:
                 f"memory_format={memory_format!r} is not one of {_MEMORY_FORMATS}.")
         return memory_format
 
-    def _check_training_params(self):
-        """Reject hyper-parameters that would crash deep in torch or train in silence
-        on nonsense (``batch_size=0``, ``lr=nan``, ``max_epochs=-1``, ...)."""
-        def integer(name, minimum, allow=()):
-            value = getattr(self, name, None)
-            if value in allow and not isinstance(value, (bool, float)):
-                return
-            if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-                    or value < minimum):
-                allowed = "".join(f" or {a!r}" for a in allow)
-                raise SkalValueError(
-                    f"{name} must be an integer >= {minimum}{allowed}; got {value!r}.")
-
-        integer("batch_size", 1, allow=(-1,))
-        integer("max_epochs", 1)
-        integer("min_steps", 0, allow=(None,))
-        integer("predict_batch_size", 1, allow=(None,))
-        lr = getattr(self, "lr", None)
-        if (isinstance(lr, bool) or not isinstance(lr, numbers.Real)
-                or not math.isfinite(lr) or lr <= 0):
-            raise SkalValueError(
-                f"lr must be a positive finite number; got {lr!r}. Typical values are "
-                "1e-4 to 1e-2.")
-        augment = getattr(self, "augment", None)
-        if augment is not None and (isinstance(augment, bool)
-                                    or not isinstance(augment, numbers.Real)
-                                    or not 0 <= augment <= 1):
-            raise SkalValueError(
-                f"augment must be None or a fraction of the image size in [0, 1]; got "
-                f"{augment!r}.")
-
     def _validate_training_data(self, X, y, reset, classes=None):
         self._check_memory_format()
         X = check_images(X, ndims=_INPUT_NDIMS)
@@ -419,9 +387,11 @@ class ImageClassifierMixin:
         ``seeded_construction`` and every random number of the loop (shuffling,
         augmentation, dropout) from the fit's own ``torch.Generator`` (thread-safe, see
         :mod:`skal.utils.seeding`); ``KeyboardInterrupt`` propagates."""
-        self._check_training_params()
+        check_training_params(self)
         X, y_encoded = self._validate_training_data(X, y, reset=not continuing,
                                                     classes=classes)
+        if hasattr(self, "_check_threshold"):   # multi-label: a threshold in [0, 1]
+            self._check_threshold()
         offset = len(self.history_) if continuing else 0
         seed = self._seed(offset)
         if not continuing:

@@ -10,10 +10,14 @@ anything (Ctrl-C, an error in the data, a module that fails after ``set_params``
 
 import contextlib
 import copy
+import math
+import numbers
 
 import torch
 
-__all__ = ["run_training", "rollback_on_error"]
+from ..exceptions import SkalValueError
+
+__all__ = ["run_training", "rollback_on_error", "check_training_params"]
 
 
 def run_training(net, X, y, **fit_params):
@@ -53,3 +57,35 @@ def rollback_on_error(net):
         for obj, state in states:
             obj.load_state_dict(state)
         raise
+
+
+def check_training_params(net):
+    """Reject hyper-parameters that would crash deep in torch or train in silence
+    on nonsense (``batch_size=0``, ``lr=nan``, ``max_epochs=-1``, ...)."""
+    def integer(name, minimum, allow=()):
+        value = getattr(net, name, None)
+        if value in allow and not isinstance(value, (bool, float)):
+            return
+        if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                or value < minimum):
+            allowed = "".join(f" or {a!r}" for a in allow)
+            raise SkalValueError(
+                f"{name} must be an integer >= {minimum}{allowed}; got {value!r}.")
+
+    integer("batch_size", 1, allow=(-1,))
+    integer("max_epochs", 1)
+    integer("min_steps", 0, allow=(None,))
+    integer("predict_batch_size", 1, allow=(None,))
+    lr = getattr(net, "lr", None)
+    if (isinstance(lr, bool) or not isinstance(lr, numbers.Real)
+            or not math.isfinite(lr) or lr <= 0):
+        raise SkalValueError(
+            f"lr must be a positive finite number; got {lr!r}. Typical values are "
+            "1e-4 to 1e-2.")
+    augment = getattr(net, "augment", None)
+    if augment is not None and (isinstance(augment, bool)
+                                or not isinstance(augment, numbers.Real)
+                                or not 0 <= augment <= 1):
+        raise SkalValueError(
+            f"augment must be None or a fraction of the image size in [0, 1]; got "
+            f"{augment!r}.")

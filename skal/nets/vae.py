@@ -25,7 +25,7 @@ from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
 from ..utils.seeding import (generator_dropout, make_generator, resolve_seed,
                               seeded_construction)
 from ..utils.validation import check_images, to_image_tensor
-from .training import rollback_on_error, run_training
+from .training import check_training_params, rollback_on_error, run_training
 
 __all__ = ["VAE", "ConvVAE", "ELBOLoss"]
 
@@ -341,6 +341,7 @@ class VAE(NeuralNet):
     def _fit(self, X, fit_params):
         """:meth:`fit` without its rollback; seeded with explicit generators."""
         self._check_params()
+        check_training_params(self)
         X = check_images(X)
         if is_dataset(X):
             X = materialize(X)
