@@ -333,34 +333,37 @@ import sys, tracemalloc
 from skal.data import read_dicom, DicomReadError
 from skal.data.npz import load_image_npz
 from skal.exceptions import DataFileError
-kind, path = sys.argv[1], sys.argv[2]
-tracemalloc.start()
-try:
-    if kind == "dicom":
-        read_dicom(path, max_pixels=int(sys.argv[3]))
-    else:
-        load_image_npz(path)
-except (DicomReadError, DataFileError) as exc:
-    print("SKAL-ERROR", exc)
-print("PEAK", tracemalloc.get_traced_memory()[1])
+for case in sys.argv[1:]:
+    kind, max_pixels, path = case.split(":", 2)
+    tracemalloc.start()
+    try:
+        if kind == "dicom":
+            read_dicom(path, max_pixels=int(max_pixels))
+        else:
+            load_image_npz(path)
+        message = "read"
+    except (DicomReadError, DataFileError) as exc:
+        message = "SKAL-ERROR " + " ".join(str(exc).split())
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(f"{peak} {message}", flush=True)
 """
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _bounded(kind, path, *extra):
-    """Read in a subprocess; returns its output and the peak of memory allocated
-    while reading (tracemalloc). A hang fails at the timeout (a guard against the
-    FIFO / /dev/zero hang, not a measurement)."""
+def _bounded_reads(cases):
+    """Read each ``(kind, path, max_pixels)`` in one subprocess; returns, per case,
+    the peak memory allocated while reading it (tracemalloc) and the outcome. A hang
+    fails at the timeout (a guard against the FIFO / /dev/zero hang, not a
+    measurement)."""
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([_REPO, os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", _BOUNDED_READS, kind, str(path), *extra],
-                          capture_output=True, text=True, timeout=120, env=env)
-    out = proc.stdout + proc.stderr
-    peak = int(out.rsplit("PEAK", 1)[1].split()[0]) if "PEAK" in out else None
-    # every bomb below inflates to 64 MB or more: reading within 16 MB means it was
-    # refused before inflating
-    assert peak is not None and peak < 16 << 20, out
-    return out
+    args = [f"{kind}:{max_pixels}:{path}" for kind, path, max_pixels in cases]
+    proc = subprocess.run([sys.executable, "-c", _BOUNDED_READS, *args],
+                          capture_output=True, text=True, timeout=300, env=env)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == len(cases), proc.stdout + proc.stderr
+    return [(int(line.split(" ", 1)[0]), line.split(" ", 1)[1]) for line in lines]
 
 
 def _npz_with(path, images_header_shape, images_bytes, n_labels=10):
@@ -380,45 +383,36 @@ def _npz_with(path, images_header_shape, images_bytes, n_labels=10):
 
 
 def test_bombs_and_special_files_are_refused_within_bounds(tmp_path):
-    # a deflated DICOM whose header declares 2**26 pixels (64 MB): max_pixels sees it
+    side = 6000                                   # 36 MB of 8-bit pixels
+    # a deflated DICOM whose header declares 36 million pixels: max_pixels sees it
     # before anything is inflated
     bomb = tmp_path / "bomb.dcm"
-    bomb.write_bytes(_deflated(8192, 8192, 8192 * 8192))
-    assert bomb.stat().st_size < 200_000
-    out = _bounded("dicom", bomb, str(10**6))
-    assert "SKAL-ERROR" in out and "max_pixels" in out, out
-    # a deflated DICOM that declares 16 x 16 but inflates to 64 MB
+    bomb.write_bytes(_deflated(side, side, side * side))
+    # a deflated DICOM that declares 16 x 16 but inflates to 36 MB
     liar = tmp_path / "liar.dcm"
-    liar.write_bytes(_deflated(16, 16, 8192 * 8192))
-    out = _bounded("dicom", liar, str(2**28))
-    assert "SKAL-ERROR" in out and "inflates to more" in out, out
+    liar.write_bytes(_deflated(16, 16, side * side))
+    assert bomb.stat().st_size < 100_000 and liar.stat().st_size < 100_000
     # FIFO and /dev/zero: refused at once instead of hanging
     fifo = tmp_path / "fifo.dcm"
     os.mkfifo(fifo)
-    for path in (fifo, "/dev/zero"):
-        out = _bounded("dicom", path, str(2**28))
-        assert "SKAL-ERROR" in out and "not a regular file" in out, out
     # an npz inflating 80 MB of zeros from 80 KB: refused from the zip directory
     npz = tmp_path / "bomb.npz"
     _npz_with(npz, (10, 8000, 1000), 80_000_000)
     assert npz.stat().st_size < 1_000_000
-    out = _bounded("npz", npz)
-    assert "SKAL-ERROR" in out and "decompression bomb" in out, out
     # an .npy header declaring 1.8 GB over 800 stored bytes: refused from the header
     liar_npz = tmp_path / "liar.npz"
     _npz_with(liar_npz, (28800, 250, 250), 800)
-    out = _bounded("npz", liar_npz)
-    assert "SKAL-ERROR" in out and "declares" in out, out
-    # in this process too: both are skal errors, with small peak memory
-    import tracemalloc
-    tracemalloc.start()
-    with pytest.raises(DataFileError):
-        load_image_npz(liar_npz)
-    with pytest.raises(DicomReadError):
-        read_dicom(bomb, max_pixels=10**6)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert peak < 16 << 20, peak
+    cases = {(("dicom", bomb, 10**6)): "max_pixels",
+             (("dicom", liar, 2**28)): "inflates to more",
+             (("dicom", fifo, 2**28)): "not a regular file",
+             (("dicom", "/dev/zero", 2**28)): "not a regular file",
+             (("npz", npz, 0)): "decompression bomb",
+             (("npz", liar_npz, 0)): "declares"}
+    for (case, expected), (peak, outcome) in zip(cases.items(), _bounded_reads(list(cases))):
+        assert outcome.startswith("SKAL-ERROR") and expected in outcome, (case, outcome)
+        # every input above inflates to 36 MB or more: a read that allocated under
+        # 8 MB refused it before inflating
+        assert peak < 8 << 20, (case, peak)
 
 
 # ------------------------------------------------ class 8: errors that are skal's

@@ -15,7 +15,7 @@ from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
 from ..utils.seeding import (generator_dropout, make_generator, resolve_seed,
                               seeded_construction)
 from ..utils.validation import (check_consistent_length, check_images, check_labels,
-                                to_image_tensor)
+                                native_array, to_image_tensor)
 from .augment import random_shift
 from .head import capture_input, find_final_linear
 from .training import check_training_params, rollback_on_error, run_training
@@ -261,7 +261,8 @@ class ImageClassifierMixin:
                 self.n_features_in_ = int(X.shape[1])
             else:
                 self.__dict__.pop("n_features_in_", None)
-        return X, y_encoded
+        # big-endian / float128 data: the training batches need a dtype torch can wrap
+        return native_array(X), y_encoded
 
     def _record_fitted_input(self, X):
         """Remember the dtype, value range (after uint8 scaling) and image size of the

@@ -24,7 +24,7 @@ from ..data.pool import DEFAULT_BATCH_SIZE, is_dataset, iter_pool, materialize
 from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
 from ..utils.seeding import (generator_dropout, make_generator, resolve_seed,
                               seeded_construction)
-from ..utils.validation import check_images, to_image_tensor
+from ..utils.validation import check_images, native_array, to_image_tensor
 from .training import check_training_params, rollback_on_error, run_training
 
 __all__ = ["VAE", "ConvVAE", "ELBOLoss"]
@@ -349,6 +349,7 @@ class VAE(NeuralNet):
         if len(X) < 2:
             raise SkalValueError("X has 1 image; a VAE needs at least 2 to train.")
         _check_unit_range(X)
+        X = native_array(X)
         self.n_channels_in_ = 1 if X.ndim == 3 else int(X.shape[1])
         self.image_shape_ = tuple(int(s) for s in X.shape[-2:])
         seed = resolve_seed(self.random_state)

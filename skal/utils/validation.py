@@ -23,6 +23,7 @@ __all__ = [
     "check_n_instances",
     "to_image_tensor",
     "check_finite",
+    "native_array",
 ]
 
 _NUMERIC_KINDS = "biuf"
@@ -246,6 +247,17 @@ def _torch_compatible(arr):
     elif arr.dtype.kind == "u" and arr.dtype.itemsize > 1:
         arr = arr.astype(np.float64 if arr.dtype.itemsize > 2 else np.int32)
     return np.ascontiguousarray(arr)
+
+
+def native_array(X):
+    """``X`` as an array torch can wrap (see :func:`_torch_compatible`): numpy arrays
+    in another byte order or of a dtype torch lacks are converted, anything else
+    (tensors, Datasets, native arrays) is returned as is."""
+    if isinstance(X, np.ndarray) and (not X.dtype.isnative or (
+            X.dtype.kind == "f" and X.dtype.itemsize > 8) or (
+            X.dtype.kind == "u" and X.dtype.itemsize > 1)):
+        return _torch_compatible(X)
+    return X
 
 
 def to_image_tensor(batch, *, name="X"):
