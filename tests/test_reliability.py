@@ -448,6 +448,10 @@ def test_foreign_errors_become_skal_errors(digits, fitted, tmp_path, capsys, mon
             tiny_net(), ["random"], X[:100], y[:100], X[100:], y[100:], seeds=[-1],
             n_initial=4, batch_size=2, n_rounds=1, progress=False),
     }
+    singleton = tmp_path / "singleton.npz"
+    np.savez(singleton, images=np.zeros((20, 4, 4), np.uint8), labels=(np.arange(20) == 0))
+    from skal.data.campaign import load_campaign_data
+    bad_calls["stratified split with a 1-sample class"] = lambda: load_campaign_data(singleton)
     for name, call in bad_calls.items():
         with pytest.raises(SkalError) as info:
             call()

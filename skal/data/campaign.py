@@ -37,8 +37,14 @@ def _split(y, test_fraction, random_state, groups=None):
     if groups is not None:
         return patient_split(groups, test_fraction, random_state=random_state)
     stratify = y if y.ndim == 1 else None
-    return train_test_split(np.arange(len(y)), test_size=test_fraction, stratify=stratify,
-                            random_state=random_state)
+    try:
+        return train_test_split(np.arange(len(y)), test_size=test_fraction,
+                                stratify=stratify, random_state=random_state)
+    except ValueError as exc:
+        raise SkalValueError(
+            f"Could not split {len(y)} samples into a pool and a test set "
+            f"(test_fraction={test_fraction}, stratified by label): {exc} Label more "
+            "samples of the rare classes, or change test_fraction.") from exc
 
 
 def load_campaign_data(source, *, labels=None, size=64, test_fraction=0.25, random_state=0):

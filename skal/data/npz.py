@@ -7,7 +7,9 @@ optionally ``patient_ids`` ``(N,)`` and ``label_names`` ``(L,)``. Opened with
 """
 
 import math
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,9 @@ MAX_NPZ_BYTES = 4 << 30
 # compress a thousand times).
 _MAX_RATIO = 200
 _RATIO_FLOOR = 64 << 20
+# What a damaged archive raises from zipfile, zlib and numpy's .npy reader.
+_READ_ERRORS = (OSError, ValueError, zipfile.BadZipFile, zlib.error, struct.error, EOFError,
+                NotImplementedError, RuntimeError, KeyError, SyntaxError, UnicodeDecodeError)
 
 
 def _check_members(path, keys, max_bytes):
@@ -67,8 +72,7 @@ def _check_members(path, keys, max_bytes):
                         "the file is truncated or corrupt.")
     except DataFileError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError,
-            RuntimeError) as exc:
+    except _READ_ERRORS as exc:
         raise DataFileError(f"{path} is not a readable npz file: {exc}") from exc
 
 
@@ -92,8 +96,7 @@ def read_npz_arrays(path, required, optional=(), kind="npz", max_bytes=MAX_NPZ_B
         _check_members(path, [k for k in list(required) + list(optional) if k], max_bytes)
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotImplementedError,
-            RuntimeError, KeyError) as exc:
+    except _READ_ERRORS as exc:
         raise DataFileError(f"{path} is not a readable npz file: {exc}") from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataFileError(f"{path} holds a single array, not a {kind} npz archive.")
@@ -107,8 +110,7 @@ def read_npz_arrays(path, required, optional=(), kind="npz", max_bytes=MAX_NPZ_B
         keys = list(required) + [k for k in optional if k and k in archive.files]
         try:
             return {key: archive[key] for key in keys}
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError, NotImplementedError,
-                RuntimeError, KeyError) as exc:
+        except _READ_ERRORS as exc:
             raise DataFileError(f"{path}: could not read the arrays: {exc}") from exc
 
 
