@@ -385,6 +385,8 @@ def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial
         ``"uncertainty"``, ``"margin"``, ``"entropy"``, ...).
     X_pool, y_pool : the pool and its (hidden) labels
     X_test, y_test : held-out test data
+        On the pool's scale: a uint8 pool with a float test set (or the other way
+        round) is rejected, since skal scales uint8 by 1/255 and uses float as given.
     n_initial : int
         Size of the initial labelled set (the same for all strategies of a seed).
     batch_size : int
