@@ -52,7 +52,8 @@ def resolve_seed(random_state, offset=0):
 
 # Guards torch's *global* generator for the instants skal reads or reseeds it: the
 # seeded construction of a module, and the draw of a fresh seed for an unseeded fit.
-_GLOBAL_RNG_LOCK = threading.Lock()
+# Re-entrant: code inside a torch_seed block may build or fit seeded skal nets.
+_GLOBAL_RNG_LOCK = threading.RLock()
 
 
 def _devices():
