@@ -31,6 +31,13 @@ def _dtype_name(X):
     return str(dtype).replace("torch.", "")
 
 
+def _value_range(X):
+    """``(min, max)`` of the values skal feeds the network (uint8 scaled by 1/255),
+    without converting the whole array."""
+    lo, hi = float(X.min()), float(X.max())
+    return (lo / 255, hi / 255) if _dtype_name(X) == "uint8" else (lo, hi)
+
+
 # Images (n, H, W) / (n, C, H, W), and tabular rows (n, n_features) seen as one-row images.
 _INPUT_NDIMS = (2, 3, 4)
 _MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
@@ -267,9 +274,8 @@ class ImageClassifierMixin:
     def _record_fitted_input(self, X):
         """Remember the dtype, value range (after uint8 scaling) and image size of the
         training input, which :meth:`_check_fitted_input` holds later input to."""
-        t = to_image_tensor(X)
         self.input_dtype_ = _dtype_name(X)
-        self.input_range_ = (float(t.min()), float(t.max()))
+        self.input_range_ = _value_range(X)
         self.image_size_ = None if X.ndim == 2 else tuple(int(s) for s in X.shape[-2:])
 
     def _check_fitted_input(self, X, name="X"):
@@ -290,8 +296,7 @@ class ImageClassifierMixin:
             return
         lo, hi = self.input_range_
         if self.input_dtype_ == "uint8":
-            t = to_image_tensor(X)
-            x_lo, x_hi = float(t.min()), float(t.max())
+            x_lo, x_hi = _value_range(X)
             if x_lo < -_SCALE_TOL or x_hi > 1 + _SCALE_TOL:
                 raise SkalValueError(
                     f"{name} has dtype {dtype} with values in [{x_lo:g}, {x_hi:g}], but the "
