@@ -8,12 +8,13 @@ so it runs anywhere without a download.
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from .exceptions import SkalError
+from .exceptions import SkalError, SkalValueError
 
 __all__ = ["main", "build_parser", "format_summary"]
 
@@ -100,6 +101,62 @@ def build_parser():
     return parser
 
 
+def _fail(message):
+    """A command-line error: one line on stderr, exit status 2 (as argparse)."""
+    raise SkalValueError(message)
+
+
+def _check_simulate_args(args):
+    """Check every value before any work: a bad value gives one line and status 2,
+    not a traceback after the data were loaded or the campaign ran."""
+    import torch
+
+    minimum = {"seeds": 1, "initial": 1, "batch": 1, "rounds": 0, "epochs": 1,
+               "min_steps": 0, "threads": 1, "size": 1}
+    for name, low in minimum.items():
+        value = getattr(args, name)
+        if value < low:
+            _fail(f"--{name.replace('_', '-')} must be >= {low}; got {value}.")
+    if not 0 < args.test_fraction < 1 or not math.isfinite(args.test_fraction):
+        _fail(f"--test-fraction must be between 0 and 1 (exclusive); got {args.test_fraction}.")
+    if args.n_jobs == 0 or args.n_jobs < -1:
+        _fail(f"--n-jobs must be >= 1 (or -1 for every CPU); got {args.n_jobs}.")
+    if args.target is not None and not math.isfinite(args.target):
+        _fail(f"--target must be a finite number; got {args.target}.")
+    try:
+        device = torch.device(args.device)
+    except (RuntimeError, ValueError) as exc:
+        _fail(f"--device {args.device!r} is not a torch device ({exc}); use cpu or cuda.")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        _fail(f"--device {args.device} was asked for but CUDA is not available on this "
+              "machine; use --device cpu.")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps")
+                                     and torch.backends.mps.is_available()):
+        _fail(f"--device {args.device} was asked for but MPS is not available; use --device cpu.")
+    names = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if not names:
+        _fail("--strategies is empty; give comma-separated strategy names.")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        _fail(f"--strategies names {', '.join(duplicates)} more than once; give each once.")
+    _check_out(Path(args.out))
+    return names
+
+
+def _check_out(out):
+    """The output folder must be creatable and writable before the campaign runs."""
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} exists and is not a folder; choose another path.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".skal-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        _fail(f"--out {out} is not a writable folder ({exc.strerror or exc}); choose "
+              "another path.")
+
+
 def _simulate(args):
     from .query.registry import get_strategy
     from .simulate import simulate
@@ -107,18 +164,19 @@ def _simulate(args):
 
     import torch
 
+    names = _check_simulate_args(args)
+
     torch.set_num_threads(max(1, args.threads))
     tune_malloc()       # this process and its n_jobs workers: no page faults per batch
     from .data.campaign import load_campaign_data
 
     if Path(args.data).is_dir() and not args.labels:
-        raise SystemExit("error: a DICOM folder needs --labels LABELS.csv")
+        _fail(f"--data {args.data} is a DICOM folder: it needs --labels LABELS.csv.")
     data = load_campaign_data(args.data, labels=args.labels, size=args.size,
                               test_fraction=args.test_fraction)
     X_pool, y_pool, X_test, y_test = data
     description = data.description
     multilabel = np.asarray(y_pool).ndim == 2
-    names = [s.strip() for s in args.strategies.split(",") if s.strip()]
     strategies = {name: get_strategy(name) for name in names}
     print(f"skal simulate: {description}; pool {len(y_pool)}, test {len(y_test)}; "
           f"strategies {', '.join(names)}; {args.seeds} seeds; {args.initial} initial + "
@@ -131,9 +189,8 @@ def _simulate(args):
     summary = result.summary(target=args.target)
     print(format_summary(summary))
     out = Path(args.out)
-    result.to_json(out / "results.json")
-    result.plot(out / "learning_curves.png", target=summary["target"])
-    print(f"wrote {out / 'results.json'} and {out / 'learning_curves.png'}")
+    json_path, png_path = result.save(out, target=summary["target"])
+    print(f"wrote {json_path} and {png_path}")
     return 0
 
 
@@ -144,8 +201,11 @@ def main(argv=None):
         if args.command == "simulate":
             return _simulate(args)
     except SkalError as exc:
-        print(f"skal: error: {exc}", file=sys.stderr)
+        print(f"skal: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("skal: interrupted; no output file was changed.", file=sys.stderr)
+        return 130
     return 1
 
 

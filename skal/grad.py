@@ -65,6 +65,7 @@ from torch import nn
 from torch.func import functional_call, vjp, vmap
 
 from .exceptions import SkalValueError
+from .nets.head import this_thread_only
 
 __all__ = [
     "logit_gradient",
@@ -343,7 +344,7 @@ def _layer_plan(module, x1, params, enabled):
                 def record(_mod, _inp, out, name=name):
                     calls[name] = calls.get(name, 0) + 1
                     shapes[name] = tuple(out.shape)
-                hooks.append(layer.register_forward_hook(record))
+                hooks.append(layer.register_forward_hook(this_thread_only(record)))
     try:
         with torch.no_grad():
             z0 = module(x1)
@@ -458,8 +459,8 @@ def _engine(module, x, cotangent, cot_args, chunk_size, parameters, reduce,
 
         batched = vmap(one_sample, in_dims=(None, 0) + (0,) * len(cot_args))
         # prepend: the probe is added to the layer's own output, before any user hook
-        handles = [module.get_submodule(name).register_forward_hook(probe_hook(name),
-                                                                    prepend=True)
+        handles = [module.get_submodule(name).register_forward_hook(
+                       this_thread_only(probe_hook(name)), prepend=True)
                    for name in plan]
         try:
             for start in range(0, n, step):

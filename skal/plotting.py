@@ -6,7 +6,7 @@ import numpy as np
 
 from .utils.io import atomic_write_bytes
 
-__all__ = ["plot_learning_curves"]
+__all__ = ["plot_learning_curves", "png_bytes"]
 
 _LABELS = {"auroc": "AUROC", "accuracy": "accuracy"}
 
@@ -66,7 +66,12 @@ def plot_learning_curves(result, path=None, *, metric=None, spread="std", target
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     if path is not None:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        atomic_write_bytes(path, buffer.getvalue())
+        atomic_write_bytes(path, png_bytes(fig))
     return fig
+
+
+def png_bytes(fig):
+    """The figure rendered as PNG bytes (to be written with other files as a unit)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()

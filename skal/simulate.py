@@ -8,21 +8,24 @@ measured per seed and reported with their standard error.
 
 import copy
 import inspect
+import numbers
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import torch
 from joblib import Parallel, delayed
 from sklearn.base import clone
 from tqdm.auto import tqdm
 
 from .data.pool import pool_length, take
-from .exceptions import SkalValueError
+from .exceptions import SkalTypeError, SkalValueError
 from .learner import ActiveLearner
 from .metrics import (area_under_learning_curve, evaluate_classifier,
                       label_efficiency_ratio, labels_to_target)
 from .query.registry import get_strategy, strategy_name
-from .utils.io import atomic_write_json
+from .utils.io import atomic_write_files, atomic_write_json, json_bytes
 
 __all__ = ["simulate", "SimulationResult", "initial_indices", "run_rounds"]
 
@@ -178,11 +181,72 @@ class SimulationResult:
         """Write :meth:`to_dict` to ``path`` atomically."""
         return atomic_write_json(path, self.to_dict())
 
+    def save(self, folder, *, target=None, json_name="results.json",
+             plot_name="learning_curves.png"):
+        """Write the results JSON and the learning-curve plot into ``folder`` as a
+        pair: both are rendered and written to temporary files first, then renamed
+        together (:func:`skal.utils.io.atomic_write_files`), so an error or Ctrl-C
+        never leaves a new JSON beside an old plot. Returns the two paths."""
+        from .plotting import png_bytes
+        folder = Path(folder)
+        figure = self.plot(target=target)
+        return atomic_write_files({folder / json_name: json_bytes(self.to_dict()),
+                                   folder / plot_name: png_bytes(figure)})
+
     def plot(self, path=None, **kwargs):
         """Learning curves (mean and spread over seeds); see
         :func:`skal.plotting.plot_learning_curves`."""
         from .plotting import plot_learning_curves
         return plot_learning_curves(self, path=path, **kwargs)
+
+
+def _check_count(name, value, minimum):
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)
+            or value < minimum):
+        raise SkalValueError(
+            f"{name} must be an integer >= {minimum}; got {value!r}"
+            + (" (a fraction of the pool is not accepted here: pass a count)."
+               if isinstance(value, numbers.Real) and not isinstance(value, bool) else "."))
+
+
+def _check_seeds(seeds):
+    """``3`` means seeds 0, 1, 2; a sequence gives the seeds (non-negative, distinct)."""
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, (bool, np.bool_)):
+        _check_count("seeds", seeds, 1)
+        return list(range(int(seeds)))
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise SkalTypeError(
+            f"seeds must be a number of seeds or a sequence of int seeds; got {seeds!r}.")
+    seeds = list(seeds)
+    if not seeds:
+        raise SkalValueError("Give at least one seed.")
+    for seed in seeds:
+        if (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral)
+                or not 0 <= seed < 2**32):
+            raise SkalValueError(
+                f"Every seed must be an integer in [0, 2**32); got {seed!r} in {seeds!r}.")
+    if len(set(seeds)) != len(seeds):
+        raise SkalValueError(f"Seeds must be distinct; got {seeds!r}.")
+    return [int(seed) for seed in seeds]
+
+
+def _is_uint8(X):
+    dtype = getattr(X, "dtype", None)
+    return dtype in (np.uint8, torch.uint8) if dtype is not None else None
+
+
+def _check_same_scale(X_pool, X_test):
+    """Reject a uint8 pool with a float test set (or the other way round): uint8 is
+    scaled by 1/255 and float used as given, so one of the two would be scored on
+    the wrong scale. (Conversion is left to the user, who knows the float scale.)"""
+    pool8, test8 = _is_uint8(X_pool), _is_uint8(X_test)
+    if pool8 is None or test8 is None or pool8 == test8:
+        return
+    raise SkalValueError(
+        f"X_pool is {X_pool.dtype} but X_test is {X_test.dtype}: skal scales uint8 "
+        "images by 1/255 and uses float images as given, so the two would not be on "
+        "one scale. Pass both as uint8, or both as float on the same scale (e.g. "
+        "X.astype(np.float32) / 255 for each).")
 
 
 def _resolve_strategies(strategies):
@@ -321,6 +385,8 @@ def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial
         ``"uncertainty"``, ``"margin"``, ``"entropy"``, ...).
     X_pool, y_pool : the pool and its (hidden) labels
     X_test, y_test : held-out test data
+        On the pool's scale: a uint8 pool with a float test set (or the other way
+        round) is rejected, since skal scales uint8 by 1/255 and uses float as given.
     n_initial : int
         Size of the initial labelled set (the same for all strategies of a seed).
     batch_size : int
@@ -347,20 +413,18 @@ def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial
     SimulationResult
     """
     items = _resolve_strategies(strategies)
-    seeds = list(range(seeds)) if isinstance(seeds, (int, np.integer)) else list(seeds)
-    if not seeds:
-        raise SkalValueError("Give at least one seed.")
+    seeds = _check_seeds(seeds)
     if initial not in ("balanced", "random"):
         raise SkalValueError(f"initial must be 'balanced' or 'random'; got {initial!r}.")
     y_pool, y_test = np.asarray(y_pool), np.asarray(y_test)
     n_pool = pool_length(X_pool)
     if len(y_pool) != n_pool:
         raise SkalValueError(f"X_pool has {n_pool} samples but y_pool has {len(y_pool)}.")
-    for name, value in (("n_initial", n_initial), ("batch_size", batch_size)):
-        if int(value) < 1:
-            raise SkalValueError(f"{name} must be at least 1; got {value}.")
-    if int(n_rounds) < 0:
-        raise SkalValueError(f"n_rounds must be >= 0; got {n_rounds}.")
+    for name, value, minimum in (("n_initial", n_initial, 1), ("batch_size", batch_size, 1),
+                                 ("n_rounds", n_rounds, 0)):
+        _check_count(name, value, minimum)
+    n_initial, batch_size, n_rounds = int(n_initial), int(batch_size), int(n_rounds)
+    _check_same_scale(X_pool, X_test)
     budget = n_initial + n_rounds * batch_size
     if budget > n_pool:
         raise SkalValueError(

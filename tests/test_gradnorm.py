@@ -181,9 +181,13 @@ def test_subset_scores_only_the_subset(nets, pool, monkeypatch):
     subset = np.sort(np.random.default_rng(7).choice(len(pool), 10, replace=False))
     assert set(idx) <= set(subset)
     full = classifier_expected_gradnorm(net, pool)
-    np.testing.assert_allclose(values, full[idx], rtol=1e-12)
-    best = subset[np.argsort(-full[subset])[:3]]
-    np.testing.assert_array_equal(idx, best)
+    # the subset is scored as one batch of 10, the full pool in other batches: the
+    # float32 forward passes may round differently, so scores agree to float32
+    # precision (a wrong row or a wrong formula is off by far more)
+    np.testing.assert_allclose(values, full[idx], rtol=1e-5)
+    # the picks are the subset's 3 best: their scores are its top-3 scores (compared
+    # by value, so a near-tie that rounds the other way does not fail the test)
+    np.testing.assert_allclose(np.sort(full[idx]), np.sort(full[subset])[-3:], rtol=1e-5)
     again, _ = expected_gradnorm(net, pool, 3, subset=10, random_state=7)
     np.testing.assert_array_equal(idx, again)
     seen = {tuple(expected_gradnorm(net, pool, 3, subset=10, random_state=s)[0])

@@ -259,8 +259,11 @@ def test_memmap_pool_matches_array(fitted, tmp_path):
     del mm
     mm = np.memmap(path, dtype=pool.dtype, mode="r", shape=pool.shape)
     for measure in (classifier_uncertainty, classifier_margin, classifier_entropy):
+        # batches of 16 vs the default: float32 forward passes batched differently may
+        # round differently (~1e-7 relative on logits, more on other CPUs' kernels);
+        # 1e-5 still catches a wrong row, a skipped batch or a mis-scaled memmap
         np.testing.assert_allclose(measure(clf, mm, batch_size=16), measure(clf, pool),
-                                   atol=1e-7)
+                                   atol=1e-5)
     np.testing.assert_array_equal(uncertainty_sampling(clf, mm, 5)[0],
                                   uncertainty_sampling(clf, pool, 5)[0])
 
@@ -270,8 +273,9 @@ def test_dataset_pool_matches_array(fitted, labelled):
     clf, pool = fitted
     ds = ArrayDataset(pool, labelled=labelled)
     for measure in (classifier_uncertainty, classifier_margin, classifier_entropy):
+        # differently batched float32 forward passes: equal up to rounding (see above)
         np.testing.assert_allclose(measure(clf, ds, batch_size=32), measure(clf, pool),
-                                   atol=1e-7)
+                                   atol=1e-5)
 
 
 def test_learner_query_on_dataset_and_memmap(fitted, tmp_path):

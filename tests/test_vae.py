@@ -47,7 +47,10 @@ def test_shapes_dtypes_and_range(digits, fitted):
     Z = fitted.transform(digits[1])
     assert Z.shape == (100, 8) and Z.dtype == np.float32
     mu, logvar = fitted.transform(digits[1][:5], return_logvar=True)
-    np.testing.assert_array_equal(mu, Z[:5])
+    # 5 images and 100 images go through the encoder in different batches, whose
+    # float32 kernels may sum in another order: equal up to float32 rounding, which
+    # still catches a transform that mixes up rows or returns logvar for mu
+    np.testing.assert_allclose(mu, Z[:5], rtol=1e-5, atol=1e-6)
     assert logvar.shape == (5, 8)
     X = fitted.inverse_transform(Z)
     assert X.shape == (100, 1, 8, 8) and X.dtype == np.float32

@@ -1,11 +1,12 @@
 """One entry point from a data source to a pool and a test set for simulated campaigns."""
 
+import numbers
 from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from ..exceptions import DataFileError
+from ..exceptions import DataFileError, SkalValueError
 
 __all__ = ["load_campaign_data", "CampaignData"]
 
@@ -36,8 +37,14 @@ def _split(y, test_fraction, random_state, groups=None):
     if groups is not None:
         return patient_split(groups, test_fraction, random_state=random_state)
     stratify = y if y.ndim == 1 else None
-    return train_test_split(np.arange(len(y)), test_size=test_fraction, stratify=stratify,
-                            random_state=random_state)
+    try:
+        return train_test_split(np.arange(len(y)), test_size=test_fraction,
+                                stratify=stratify, random_state=random_state)
+    except ValueError as exc:
+        raise SkalValueError(
+            f"Could not split {len(y)} samples into a pool and a test set "
+            f"(test_fraction={test_fraction}, stratified by label): {exc} Label more "
+            "samples of the rare classes, or change test_fraction.") from exc
 
 
 def load_campaign_data(source, *, labels=None, size=64, test_fraction=0.25, random_state=0):
@@ -63,6 +70,10 @@ def load_campaign_data(source, *, labels=None, size=64, test_fraction=0.25, rand
     -------
     CampaignData
     """
+    if (isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real)
+            or not 0 < test_fraction < 1):
+        raise SkalValueError(
+            f"test_fraction must be a number strictly between 0 and 1; got {test_fraction!r}.")
     if str(source) == "digits":
         from .digits import load_digits_images
 

@@ -6,7 +6,10 @@ optionally ``patient_ids`` ``(N,)`` and ``label_names`` ``(L,)``. Opened with
 ``allow_pickle=False``: nothing in the file is unpickled.
 """
 
+import math
+import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,13 +17,71 @@ import numpy as np
 
 from ..exceptions import DataFileError
 
-__all__ = ["ImageLabelData", "load_image_npz", "read_npz_arrays"]
+__all__ = ["ImageLabelData", "load_image_npz", "read_npz_arrays", "MAX_NPZ_BYTES"]
+
+#: Default bound on the inflated size of the arrays read from one ``.npz`` (4 GiB).
+MAX_NPZ_BYTES = 4 << 30
+# Arrays above _RATIO_FLOOR bytes that inflate more than _MAX_RATIO times are refused
+# as decompression bombs (images compress a few times to a few tens of times; zeros
+# compress a thousand times).
+_MAX_RATIO = 200
+_RATIO_FLOOR = 64 << 20
+# What a damaged archive raises from zipfile, zlib and numpy's .npy reader.
+_READ_ERRORS = (OSError, ValueError, zipfile.BadZipFile, zlib.error, struct.error, EOFError,
+                NotImplementedError, RuntimeError, KeyError, SyntaxError, UnicodeDecodeError)
 
 
-def read_npz_arrays(path, required, optional=(), kind="npz"):
+def _check_members(path, keys, max_bytes):
+    """Check, from the zip directory and each ``.npy`` header and before anything is
+    inflated, that the arrays ``keys`` fit in ``max_bytes``, are not a decompression
+    bomb, need no pickle and hold the data their header declares."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            total = 0
+            for key in keys:
+                try:
+                    info = archive.getinfo(f"{key}.npy")
+                except KeyError:
+                    continue
+                total += info.file_size
+                if total > max_bytes:
+                    raise DataFileError(
+                        f"{path}: the arrays inflate to more than max_bytes={max_bytes:,} "
+                        f"bytes ({key!r} alone is {info.file_size:,}); raise max_bytes if "
+                        "the file is genuine.")
+                if (info.file_size > _RATIO_FLOOR
+                        and info.file_size > _MAX_RATIO * max(info.compress_size, 1)):
+                    raise DataFileError(
+                        f"{path}: {key!r} inflates from {info.compress_size:,} to "
+                        f"{info.file_size:,} bytes (more than {_MAX_RATIO}x): refused as "
+                        "a decompression bomb.")
+                with archive.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(fh)
+                if dtype.hasobject:
+                    raise DataFileError(
+                        f"{path}: {key!r} is an object array, which would need pickle; "
+                        "skal never unpickles files. Save numeric arrays.")
+                declared = math.prod(shape) * dtype.itemsize
+                if declared > info.file_size:
+                    raise DataFileError(
+                        f"{path}: the header of {key!r} declares {declared:,} bytes "
+                        f"({shape}, {dtype}) but the archive stores {info.file_size:,}; "
+                        "the file is truncated or corrupt.")
+    except DataFileError:
+        raise
+    except _READ_ERRORS as exc:
+        raise DataFileError(f"{path} is not a readable npz file: {exc}") from exc
+
+
+def read_npz_arrays(path, required, optional=(), kind="npz", max_bytes=MAX_NPZ_BYTES):
     """Read named arrays from an ``.npz`` file without unpickling anything.
 
     Returns a dict with every ``required`` key and the ``optional`` keys present.
+    Sizes are checked from the zip directory and the ``.npy`` headers before anything
+    is inflated: at most ``max_bytes`` in all, and no decompression bomb.
 
     Raises
     ------
@@ -30,10 +91,12 @@ def read_npz_arrays(path, required, optional=(), kind="npz"):
     """
     path = Path(path)
     if not path.is_file():
-        raise DataFileError(f"{kind} file not found: {path}.")
+        raise DataFileError(f"{kind} file not found: {path} (or not a regular file).")
+    if zipfile.is_zipfile(path):
+        _check_members(path, [k for k in list(required) + list(optional) if k], max_bytes)
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except _READ_ERRORS as exc:
         raise DataFileError(f"{path} is not a readable npz file: {exc}") from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise DataFileError(f"{path} holds a single array, not a {kind} npz archive.")
@@ -47,7 +110,7 @@ def read_npz_arrays(path, required, optional=(), kind="npz"):
         keys = list(required) + [k for k in optional if k and k in archive.files]
         try:
             return {key: archive[key] for key in keys}
-        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        except _READ_ERRORS as exc:
             raise DataFileError(f"{path}: could not read the arrays: {exc}") from exc
 
 

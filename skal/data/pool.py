@@ -11,9 +11,11 @@ image (array or tensor, ``(H, W)`` or ``(C, H, W)``) or a tuple whose first item
 the image (as a labelled ``(x, y)`` dataset does).
 """
 
+import numbers
+
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 
 from ..exceptions import SkalTypeError, SkalValueError
 
@@ -48,6 +50,22 @@ def _first_item(batch):
     return batch
 
 
+def _collate(items):
+    """``default_collate``, with a skal error for items that cannot form a batch
+    (images of different shapes, ``None``, strings)."""
+    try:
+        return default_collate(items)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        kinds = sorted({type(_first_item(item)).__name__ for item in items})
+        shapes = sorted({tuple(getattr(_first_item(item), "shape", ())) for item in items})
+        raise SkalValueError(
+            f"The Dataset's items could not be stacked into a batch ({exc}); item types "
+            f"{kinds}, shapes {shapes[:4]}. Every item must be an image (array or tensor "
+            "(H, W) or (C, H, W)) of one shape, or an (image, label) tuple; resize the "
+            "images to one size and drop missing (None) items."
+        ) from exc
+
+
 def iter_pool(X, batch_size=DEFAULT_BATCH_SIZE):
     """Yield ``(start, batch)`` pairs that cover the pool in order.
 
@@ -68,11 +86,13 @@ def iter_pool(X, batch_size=DEFAULT_BATCH_SIZE):
     """
     if batch_size is None:
         batch_size = DEFAULT_BATCH_SIZE
-    if int(batch_size) < 1:
+    if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
+            or int(batch_size) < 1):
         raise SkalValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     batch_size = int(batch_size)
     if is_dataset(X):
-        loader = DataLoader(X, batch_size=batch_size, shuffle=False, num_workers=0)
+        loader = DataLoader(X, batch_size=batch_size, shuffle=False, num_workers=0,
+                            collate_fn=_collate)
         start = 0
         for batch in loader:
             images = _first_item(batch)

@@ -7,19 +7,36 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
-from skorch import NeuralNet
 from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.pool import DEFAULT_BATCH_SIZE, is_dataset, iter_pool, materialize
 from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
-from ..utils.seeding import resolve_seed, torch_seed
+from ..utils.seeding import (generator_dropout, make_generator, resolve_seed,
+                              seeded_construction)
 from ..utils.validation import (check_consistent_length, check_images, check_labels,
-                                to_image_tensor)
+                                native_array, to_image_tensor)
 from .augment import random_shift
 from .head import capture_input, find_final_linear
+from .training import check_training_params, rollback_on_error, run_training
 
 __all__ = ["ImageClassifierMixin"]
+
+# Input outside [0, 1] by more than this is not on the scale of uint8 / 255.
+_SCALE_TOL = 1e-3
+
+
+def _dtype_name(X):
+    dtype = X.dtype
+    return str(dtype).replace("torch.", "")
+
+
+def _value_range(X):
+    """``(min, max)`` of the values skal feeds the network (uint8 scaled by 1/255),
+    without converting the whole array."""
+    lo, hi = float(X.min()), float(X.max())
+    return (lo / 255, hi / 255) if _dtype_name(X) == "uint8" else (lo, hi)
+
 
 # Images (n, H, W) / (n, C, H, W), and tabular rows (n, n_features) seen as one-row images.
 _INPUT_NDIMS = (2, 3, 4)
@@ -92,7 +109,7 @@ class ImageClassifierMixin:
             x = to_image_tensor(x)
             if (self.augment and not tabular and self.module_.training
                     and torch.is_grad_enabled()):
-                x = random_shift(x, self.augment)
+                x = random_shift(x, self.augment, generator=getattr(self, "_generator", None))
         return super().infer(x, **fit_params)
 
     def _epochs_for(self, n_samples):
@@ -112,6 +129,18 @@ class ImageClassifierMixin:
         # private bookkeeping (``_params_to_validate``); private names are not
         # parameters (clone rebuilds them from the keyword arguments).
         return [name for name in super()._get_param_names() if not name.startswith("_")]
+
+    def set_params(self, **params):
+        """skorch's ``set_params``; changing a module parameter of a fitted net
+        re-initialises its module with fresh weights, so the net is then unfitted
+        (``predict`` raises ``NotFittedError`` until the next ``fit``) instead of
+        predicting with untrained weights. A failed call changes nothing."""
+        with rollback_on_error(self):
+            trained, module = self._is_trained(), getattr(self, "module_", None)
+            super().set_params(**params)
+            if trained and getattr(self, "module_", None) is not module:
+                vars(self).pop("final_layer_name_", None)
+        return self
 
     def get_default_callbacks(self):
         """skorch's default callbacks, without the epoch table when ``verbose=0``
@@ -133,8 +162,11 @@ class ImageClassifierMixin:
             if batch_size == -1:
                 batch_size = n
             if "drop_last" not in kwargs and batch_size > 1 and n > 1 and n % batch_size == 1:
-                return DataLoader(dataset, **{**kwargs, "batch_size": batch_size,
-                                              "drop_last": True})
+                kwargs["drop_last"] = True
+            if getattr(self, "_generator", None) is not None:
+                # the fit's own generator: shuffling never reads torch's global one
+                kwargs.setdefault("generator", self._generator)
+            return DataLoader(dataset, **{**kwargs, "batch_size": batch_size})
         return super().get_iterator(dataset, training=training)
 
     def __sklearn_tags__(self):
@@ -226,14 +258,57 @@ class ImageClassifierMixin:
                     f"X has {channels} channel(s) but the model was trained on "
                     f"{self.n_channels_in_}; continued training needs the same channels."
                 )
+        if not reset:
+            self._check_fitted_input(X)
         y_encoded = self._encode_targets(y, reset, classes)
         if reset:
+            self._record_fitted_input(X)
             self.n_channels_in_ = channels
             if X.ndim == 2:
                 self.n_features_in_ = int(X.shape[1])
             else:
                 self.__dict__.pop("n_features_in_", None)
-        return X, y_encoded
+        # big-endian / float128 data: the training batches need a dtype torch can wrap
+        return native_array(X), y_encoded
+
+    def _record_fitted_input(self, X):
+        """Remember the dtype, value range (after uint8 scaling) and image size of the
+        training input, which :meth:`_check_fitted_input` holds later input to."""
+        self.input_dtype_ = _dtype_name(X)
+        self.input_range_ = _value_range(X)
+        self.image_size_ = None if X.ndim == 2 else tuple(int(s) for s in X.shape[-2:])
+
+    def _check_fitted_input(self, X, name="X"):
+        """Reject input on another scale or of another size than the training input,
+        as scikit-learn rejects another ``n_features_in_``: a float image in 0..255
+        given to a model fitted on uint8 (scaled to 0..1) would be scored on the wrong
+        scale without any error."""
+        if is_dataset(X) or not hasattr(self, "input_dtype_"):
+            return
+        size = None if X.ndim == 2 else tuple(int(s) for s in X.shape[-2:])
+        if size != self.image_size_ and self.image_size_ is not None:
+            raise SkalValueError(
+                f"{name} has images of size {size[0]}x{size[1]} but the model was fitted "
+                f"on {self.image_size_[0]}x{self.image_size_[1]}; resize the images to "
+                "the training size (e.g. skal.preprocessing) before scoring them.")
+        dtype = _dtype_name(X)
+        if (dtype == "uint8") == (self.input_dtype_ == "uint8"):
+            return
+        lo, hi = self.input_range_
+        if self.input_dtype_ == "uint8":
+            x_lo, x_hi = _value_range(X)
+            if x_lo < -_SCALE_TOL or x_hi > 1 + _SCALE_TOL:
+                raise SkalValueError(
+                    f"{name} has dtype {dtype} with values in [{x_lo:g}, {x_hi:g}], but the "
+                    "model was fitted on uint8 images, which skal scales by 1/255 to "
+                    "[0, 1]; this input would be scored on the wrong scale. Pass the "
+                    "images as uint8 (X.astype(np.uint8)) or divided by 255.")
+        elif lo < -_SCALE_TOL or hi > 1 + _SCALE_TOL:
+            raise SkalValueError(
+                f"{name} is uint8 (skal scales it by 1/255 to [0, 1]) but the model was "
+                f"fitted on {self.input_dtype_} input with values in [{lo:g}, {hi:g}]; this "
+                "input would be scored on the wrong scale. Pass it on the training scale, "
+                "e.g. X.astype(np.float32).")
 
     def _seed(self, offset=0):
         return resolve_seed(self.random_state, offset)
@@ -310,24 +385,40 @@ class ImageClassifierMixin:
     def _train(self, X, y, continuing, fit_params, classes=None):
         """Validate, (re)initialise unless ``continuing``, and run skorch's loop seeded
         with ``random_state`` (offset by the epochs already run when continuing)."""
+        with rollback_on_error(self):
+            return self._train_or_raise(X, y, continuing, fit_params, classes)
+
+    def _train_or_raise(self, X, y, continuing, fit_params, classes):
+        """:meth:`_train` without the rollback: weights are drawn under
+        ``seeded_construction`` and every random number of the loop (shuffling,
+        augmentation, dropout) from the fit's own ``torch.Generator`` (thread-safe, see
+        :mod:`skal.utils.seeding`); ``KeyboardInterrupt`` propagates."""
+        check_training_params(self)
         X, y_encoded = self._validate_training_data(X, y, reset=not continuing,
                                                     classes=classes)
+        if hasattr(self, "_check_threshold"):   # multi-label: a threshold in [0, 1]
+            self._check_threshold()
         offset = len(self.history_) if continuing else 0
-        with torch_seed(self._seed(offset)):
-            if not continuing:
+        seed = self._seed(offset)
+        if not continuing:
+            with seeded_construction(seed):
                 self.initialize()
-                self._prepare_head(X)
-            fit_params.setdefault("epochs", self._epochs_for(len(y_encoded)))
-            try:
-                NeuralNet.partial_fit(self, X, y_encoded, **fit_params)
-            except ValueError as exc:
-                if "Expected more than 1 value per channel" not in str(exc):
-                    raise
-                raise SkalValueError(
-                    f"Training on n_samples={len(y_encoded)} failed: a BatchNorm layer got "
-                    "one value per channel (a batch of 1 sample, with tabular input or "
-                    "images pooled down to 1x1). Train on at least 2 samples."
-                ) from exc
+            self._prepare_head(X)
+        fit_params.setdefault("epochs", self._epochs_for(len(y_encoded)))
+        self._generator = make_generator(seed)
+        try:
+            with generator_dropout(self.module_, self._generator):
+                run_training(self, X, y_encoded, **fit_params)
+        except ValueError as exc:
+            if "Expected more than 1 value per channel" not in str(exc):
+                raise
+            raise SkalValueError(
+                f"Training on n_samples={len(y_encoded)} failed: a BatchNorm layer got "
+                "one value per channel (a batch of 1 sample, with tabular input or "
+                "images pooled down to 1x1). Train on at least 2 samples."
+            ) from exc
+        finally:
+            vars(self).pop("_generator", None)
         return self
 
     # ------------------------------------------------------------- inference
@@ -355,6 +446,7 @@ class ImageClassifierMixin:
         self.module_.eval()
         batch_size = batch_size or self.predict_batch_size or DEFAULT_BATCH_SIZE
         for start, batch in iter_pool(X, batch_size):
+            self._check_fitted_input(batch, "X")
             with torch.no_grad(), capture_input(layer) as store:
                 z = self.infer(batch)
             yield start, store["input"], z

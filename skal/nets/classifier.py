@@ -36,6 +36,11 @@ def task_classes(y, classes=None, *, advice=""):
         classes = np.asarray(classes)
         if classes.ndim != 1 or len(classes) < 2:
             raise SkalValueError("classes must list at least two classes.")
+        if len(np.unique(classes)) != len(classes):
+            values, counts = np.unique(classes, return_counts=True)
+            raise SkalValueError(
+                f"classes lists {values[counts > 1].tolist()} more than once "
+                f"({classes.tolist()}); give each class once.")
         return classes
     classes = np.unique(y)
     if len(classes) < 2:

@@ -7,13 +7,33 @@ the layer is found with forward hooks, or named explicitly.
 """
 
 import contextlib
+import threading
 
 import torch
 from torch import nn
 
 from ..exceptions import SkalValueError
 
-__all__ = ["find_final_linear", "capture_input"]
+__all__ = ["find_final_linear", "capture_input", "this_thread_only"]
+
+
+def this_thread_only(hook):
+    """Wrap a forward (pre-)hook so that it fires only for forward passes run by the
+    thread that created it.
+
+    A hook is registered on a module shared by every thread: without this, concurrent
+    ``embed`` / ``query`` calls on one fitted model (threads of joblib, Dask or a web
+    server) would record each other's features. The wrapped hook returns ``None`` in
+    other threads (their forward pass is left as is).
+    """
+    owner = threading.get_ident()
+
+    def wrapped(*args, **kwargs):
+        if threading.get_ident() == owner:
+            return hook(*args, **kwargs)
+        return None
+
+    return wrapped
 
 
 def _as_output_tensor(output):
@@ -41,8 +61,8 @@ def find_final_linear(module, x):
     hooks = []
     for name, sub in module.named_modules():
         if isinstance(sub, nn.Linear):
-            hooks.append(sub.register_forward_hook(
-                lambda _m, _inp, out, name=name: seen.__setitem__(name, out)))
+            hooks.append(sub.register_forward_hook(this_thread_only(
+                lambda _m, _inp, out, name=name: seen.__setitem__(name, out))))
     was_training = module.training
     module.eval()
     try:
@@ -67,7 +87,8 @@ def find_final_linear(module, x):
 
 @contextlib.contextmanager
 def capture_input(layer):
-    """Context manager recording the input of ``layer`` on each forward call.
+    """Context manager recording the input of ``layer`` on each forward call made by
+    the calling thread (see :func:`this_thread_only`).
 
     Yields a dict whose ``"input"`` entry holds the latest input tensor.
     """
@@ -76,7 +97,7 @@ def capture_input(layer):
     def hook(_module, inputs):
         store["input"] = inputs[0]
 
-    handle = layer.register_forward_pre_hook(hook)
+    handle = layer.register_forward_pre_hook(this_thread_only(hook))
     try:
         yield store
     finally:

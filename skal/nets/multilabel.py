@@ -196,10 +196,11 @@ class MultiLabelCNNClassifier(ImageClassifierMixin, ClassifierMixin, NeuralNet):
             values = None
         if (values is None or isinstance(threshold, (bool, np.bool_)) or values.ndim > 1
                 or (values.ndim == 1 and len(values) != n_outputs)
-                or not np.isfinite(values).all()):
+                or not np.isfinite(values).all()
+                or (values < 0).any() or (values > 1).any()):
             raise SkalValueError(
-                f"threshold must be a float or one float per output ({n_outputs}); got "
-                f"{threshold!r}."
+                f"threshold must be a probability in [0, 1], or one per output "
+                f"({n_outputs}); got {threshold!r}."
             )
         return values
 

@@ -22,8 +22,10 @@ from torch.utils.data import DataLoader
 
 from ..data.pool import DEFAULT_BATCH_SIZE, is_dataset, iter_pool, materialize
 from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
-from ..utils.seeding import resolve_seed, torch_seed
-from ..utils.validation import check_images, to_image_tensor
+from ..utils.seeding import (generator_dropout, make_generator, resolve_seed,
+                              seeded_construction)
+from ..utils.validation import check_images, native_array, to_image_tensor
+from .training import check_training_params, rollback_on_error, run_training
 
 __all__ = ["VAE", "ConvVAE", "ELBOLoss"]
 
@@ -115,7 +117,12 @@ class ConvVAE(nn.Module):
         mu, logvar = self.encode(x)
         z = mu
         if self.training:
-            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            # a fit sets noise_generator: the noise then never reads torch's global
+            # generator (thread-safe seeding, see skal.utils.seeding)
+            generator = getattr(self, "noise_generator", None)
+            noise = (torch.randn_like(mu) if generator is None else
+                     torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device))
+            z = mu + noise * torch.exp(0.5 * logvar)
         return self.decode(z), mu, logvar
 
 
@@ -297,7 +304,10 @@ class VAE(NeuralNet):
             batch_size = kwargs.pop("batch_size", self.batch_size)
             batch_size = len(dataset) if batch_size == -1 else batch_size
             if "drop_last" not in kwargs and batch_size > 1 and len(dataset) % batch_size == 1:
-                return DataLoader(dataset, batch_size=batch_size, drop_last=True, **kwargs)
+                kwargs["drop_last"] = True
+            if getattr(self, "_generator", None) is not None:
+                kwargs.setdefault("generator", self._generator)
+            return DataLoader(dataset, batch_size=batch_size, **kwargs)
         return super().get_iterator(dataset, training=training)
 
     # ---------------------------------------------------------------- fitting
@@ -325,7 +335,13 @@ class VAE(NeuralNet):
         **fit_params
             Passed to skorch's ``fit`` (e.g. ``epochs``).
         """
+        with rollback_on_error(self):
+            return self._fit(X, fit_params)
+
+    def _fit(self, X, fit_params):
+        """:meth:`fit` without its rollback; seeded with explicit generators."""
         self._check_params()
+        check_training_params(self)
         X = check_images(X)
         if is_dataset(X):
             X = materialize(X)
@@ -333,10 +349,22 @@ class VAE(NeuralNet):
         if len(X) < 2:
             raise SkalValueError("X has 1 image; a VAE needs at least 2 to train.")
         _check_unit_range(X)
+        X = native_array(X)
         self.n_channels_in_ = 1 if X.ndim == 3 else int(X.shape[1])
         self.image_shape_ = tuple(int(s) for s in X.shape[-2:])
-        with torch_seed(resolve_seed(self.random_state)):
-            NeuralNet.fit(self, X, None, **fit_params)
+        seed = resolve_seed(self.random_state)
+        if not (self.warm_start and self.initialized_):
+            with seeded_construction(seed):
+                self.initialize()
+        self._generator = make_generator(seed)
+        module = self.module_
+        module.noise_generator = self._generator
+        try:
+            with generator_dropout(module, self._generator):
+                run_training(self, X, None, **fit_params)
+        finally:
+            vars(module).pop("noise_generator", None)
+            vars(self).pop("_generator", None)
         return self
 
     def fit_transform(self, X, y=None, **fit_params):

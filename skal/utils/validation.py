@@ -23,6 +23,7 @@ __all__ = [
     "check_n_instances",
     "to_image_tensor",
     "check_finite",
+    "native_array",
 ]
 
 _NUMERIC_KINDS = "biuf"
@@ -89,9 +90,11 @@ def check_images(X, *, name="X", ndims=(3, 4), allow_dataset=True, check_values=
             raise SkalValueError(
                 f"{name} could not be converted to an array: {exc}. Pass images of one shape."
             ) from exc
-    if isinstance(X, np.ndarray) and X.dtype.kind == "c":
+    if (isinstance(X, np.ndarray) and X.dtype.kind == "c") or (
+            isinstance(X, torch.Tensor) and X.is_complex()):
         raise SkalValueError(
-            f"Complex data not supported: {name} has dtype {X.dtype}; pass real-valued images."
+            f"Complex data not supported: {name} has dtype {X.dtype}; pass real-valued "
+            "images (e.g. the magnitude, abs(X))."
         )
     if isinstance(X, np.ndarray) and X.dtype.kind == "O":
         X = _object_to_float(X, name)
@@ -233,6 +236,30 @@ def check_n_instances(n_instances, n_pool):
     return int(n_instances)
 
 
+def _torch_compatible(arr):
+    """A C-contiguous array of a dtype torch can wrap: big-endian data in native byte
+    order, and dtypes torch lacks (float128 / longdouble, unsigned > 8 bits on older
+    torch) as float64 (then float32, like every other float input)."""
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:
+        arr = arr.astype(np.float64)
+    elif arr.dtype.kind == "u" and arr.dtype.itemsize > 1:
+        arr = arr.astype(np.float64 if arr.dtype.itemsize > 2 else np.int32)
+    return np.ascontiguousarray(arr)
+
+
+def native_array(X):
+    """``X`` as an array torch can wrap (see :func:`_torch_compatible`): numpy arrays
+    in another byte order or of a dtype torch lacks are converted, anything else
+    (tensors, Datasets, native arrays) is returned as is."""
+    if isinstance(X, np.ndarray) and (not X.dtype.isnative or (
+            X.dtype.kind == "f" and X.dtype.itemsize > 8) or (
+            X.dtype.kind == "u" and X.dtype.itemsize > 1)):
+        return _torch_compatible(X)
+    return X
+
+
 def to_image_tensor(batch, *, name="X"):
     """Convert one batch of images to a float32 ``(n, C, H, W)`` tensor.
 
@@ -242,11 +269,19 @@ def to_image_tensor(batch, *, name="X"):
     """
     if isinstance(batch, torch.Tensor):
         t = batch
+        if t.is_complex():
+            raise SkalValueError(
+                f"Complex data not supported: {name} has dtype {t.dtype}; pass "
+                "real-valued images (e.g. the magnitude, abs(X)).")
     else:
         arr = np.asarray(batch)
+        if arr.dtype.kind == "c":
+            raise SkalValueError(
+                f"Complex data not supported: {name} has dtype {arr.dtype}; pass "
+                "real-valued images (e.g. the magnitude, abs(X)).")
         if arr.dtype.kind not in _NUMERIC_KINDS:
             raise SkalTypeError(f"{name} has dtype {arr.dtype}; images must be numeric.")
-        arr = np.ascontiguousarray(arr)
+        arr = _torch_compatible(arr)
         if not arr.flags.writeable:
             # A read-only batch (e.g. a slice of an np.memmap opened with mode="r"):
             # copy this one batch so torch does not warn about non-writable memory.

@@ -4,7 +4,7 @@ import csv
 import numbers
 import os
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -235,8 +235,10 @@ class DicomDataset(Dataset):
         labels_csv : str or os.PathLike, optional
             CSV file with a header row. Each file is looked up by its path relative
             to ``folder`` (``a/b.dcm``; ``./`` prefixes and backslashes are
-            accepted), then by its file name when that name is unique in the CSV.
-            Every file found must have a row. Integer labels become an int64 array,
+            accepted), then by its bare file name only when that is unambiguous
+            (unique among the folder's files and in the CSV, and its row is no other
+            file's exact match); an ambiguous file is an error, never given another
+            file's label. Every file found must have a row. Integer labels become an int64 array,
             other labels stay strings.
         path_column, label_column : str
             Column names of the file key and the label in ``labels_csv``.
@@ -313,8 +315,8 @@ def _read_labels_csv(labels_csv, path_column, label_column, folder):
         by_path[key] = label
         name = PurePosixPath(key).name
         name_count[name] = name_count.get(name, 0) + 1
-        by_name[name] = label
-    unique_names = {n: lab for n, lab in by_name.items() if name_count[n] == 1}
+        by_name[name] = (key, label)
+    unique_names = {n: entry for n, entry in by_name.items() if name_count[n] == 1}
     return by_path, unique_names
 
 
@@ -342,15 +344,30 @@ def _collect_folder(folder, pattern, labels_csv, path_column, label_column):
     if labels_csv is None:
         return paths, None
     by_path, by_name = _read_labels_csv(labels_csv, path_column, label_column, root)
-    labels, missing = [], []
-    for p in files:
-        rel = p.relative_to(root).as_posix()
+    rels = [p.relative_to(root).as_posix() for p in files]
+    # A file is matched by its bare name only when that is unambiguous: the name is
+    # unique among the folder's files and in the CSV, and the CSV row is not already
+    # the exact match of another file (a/IM1.dcm's row never labels b/IM1.dcm).
+    folder_names = Counter(p.name for p in files)
+    exact = {rel for rel in rels if rel in by_path}
+    labels, missing, ambiguous = [], [], []
+    for p, rel in zip(files, rels):
+        entry = by_name.get(p.name)
         if rel in by_path:
             labels.append(by_path[rel])
-        elif p.name in by_name:
-            labels.append(by_name[p.name])
+        elif entry is not None and folder_names[p.name] == 1 and entry[0] not in exact:
+            labels.append(entry[1])
         else:
-            missing.append(rel)
+            (ambiguous if folder_names[p.name] > 1 or entry is not None else missing).append(rel)
+    if ambiguous:
+        shown = ", ".join(ambiguous[:5]) + (", ..." if len(ambiguous) > 5 else "")
+        raise DataFileError(
+            f"{len(ambiguous)} file(s) under '{root}' have no row with their relative path "
+            f"in '{labels_csv}', and their file name is ambiguous (shared with another "
+            f"file of the folder or with another file's row), so they are not matched by "
+            f"name: {shown}. Give every such file a row with its path relative to "
+            f"'{root}' (column {path_column!r}), or narrow the pattern."
+        )
     if missing:
         shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise DataFileError(

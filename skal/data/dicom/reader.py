@@ -37,6 +37,7 @@ from scipy import ndimage
 
 from ...exceptions import SkalTypeError, SkalValueError
 from .errors import DicomReadError
+from .guard import check_deflated, open_regular, read_bounded
 
 __all__ = [
     "read_dicom",
@@ -242,24 +243,21 @@ def _parse(fileobj, force):
         raise DicomReadError(f"the file could not be parsed as DICOM ({_short(exc)})") from exc
 
 
-def _load_dataset(source, force):
-    """Read ``source`` into a Dataset; the caller's Dataset is never modified."""
+def _load_dataset(source, force, max_pixels=DEFAULT_MAX_PIXELS):
+    """Read ``source`` into a Dataset; the caller's Dataset is never modified. Only
+    regular files are opened, bytes read are bounded and a deflated data set is
+    checked against ``max_pixels`` before it is inflated (see :mod:`.guard`)."""
     if isinstance(source, Dataset):
         return copy.copy(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         _check_magic(data[:4])
-        return _parse(io.BytesIO(data), force)
+        fileobj = io.BytesIO(data)
+        check_deflated(fileobj, max_pixels)
+        return _parse(fileobj, force)
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        try:
-            fh = open(path, "rb")
-        except FileNotFoundError as exc:
-            raise DicomReadError("the file does not exist") from exc
-        except IsADirectoryError as exc:
-            raise DicomReadError("the path is a directory, not a file") from exc
-        except OSError as exc:
-            raise DicomReadError(f"the file could not be opened ({_short(exc)})") from exc
+        fh = open_regular(path, max_pixels)
         with fh:
             try:
                 head = fh.read(4)
@@ -267,6 +265,7 @@ def _load_dataset(source, force):
             except OSError as exc:
                 raise DicomReadError(f"the file could not be read ({_short(exc)})") from exc
             _check_magic(head)
+            check_deflated(fh, max_pixels)
             return _parse(fh, force)
     # binary file-like object
     try:
@@ -276,7 +275,7 @@ def _load_dataset(source, force):
             source.seek(start)
             fileobj = source
         else:
-            data = source.read()
+            data = read_bounded(source, max_pixels)
             head = data[:4]
             fileobj = io.BytesIO(data)
     except Exception as exc:
@@ -284,6 +283,7 @@ def _load_dataset(source, force):
     if not isinstance(head, (bytes, bytearray)):
         raise SkalTypeError("file-like objects must be opened in binary mode ('rb').")
     _check_magic(head)
+    check_deflated(fileobj, max_pixels)
     return _parse(fileobj, force)
 
 
@@ -600,7 +600,7 @@ def _check_finite(x, stage):
 
 
 def _read(source, opts):
-    ds = _load_dataset(source, opts["force"])
+    ds = _load_dataset(source, opts["force"], opts["max_pixels"])
     ts = _transfer_syntax(ds)
     decoder = _get_decoder(ts)
     rows, cols, n_frames, _ = _check_geometry(ds, ts, decoder, opts)

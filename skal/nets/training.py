@@ -1,0 +1,91 @@
+"""Training calls that either complete or change nothing.
+
+skorch's ``NeuralNet.partial_fit`` wraps its loop in ``except KeyboardInterrupt: pass``:
+Ctrl-C returns normally with a half-trained model, and whatever called ``fit`` (a
+learner's ``teach``, ``skal simulate``) carries on with it. :func:`run_training` runs
+the same loop without swallowing the interrupt, and :func:`rollback_on_error` puts the
+net back as it was before the call (unfitted for a first fit) when the call raises
+anything (Ctrl-C, an error in the data, a module that fails after ``set_params``).
+"""
+
+import contextlib
+import copy
+import math
+import numbers
+
+import torch
+
+from ..exceptions import SkalValueError
+
+__all__ = ["run_training", "rollback_on_error", "check_training_params"]
+
+
+def run_training(net, X, y, **fit_params):
+    """skorch's ``partial_fit`` loop (``on_train_begin``, ``fit_loop``,
+    ``on_train_end``) with ``KeyboardInterrupt`` and every other exception propagated;
+    ``on_train_end`` is only notified when the loop completed."""
+    if not net.initialized_:
+        net.initialize()
+    net.notify("on_train_begin", X=X, y=y)
+    net.fit_loop(X, y, **fit_params)
+    net.notify("on_train_end", X=X, y=y)
+    return net
+
+
+def _stateful(value):
+    return isinstance(value, (torch.nn.Module, torch.optim.Optimizer))
+
+
+def _copy_state(obj):
+    return copy.deepcopy(obj.state_dict())
+
+
+@contextlib.contextmanager
+def rollback_on_error(net):
+    """Restore ``net`` (its attributes, and the weights / optimizer state of every
+    module and optimizer it holds, including a module instance passed as a parameter
+    and trained in place) if the block raises any ``BaseException``."""
+    saved = {key: (copy.deepcopy(value) if key == "history_" else
+                   copy.copy(value) if isinstance(value, (list, dict, set)) else value)
+             for key, value in vars(net).items()}
+    states = [(value, _copy_state(value)) for value in saved.values() if _stateful(value)]
+    try:
+        yield
+    except BaseException:
+        vars(net).clear()
+        vars(net).update(saved)
+        for obj, state in states:
+            obj.load_state_dict(state)
+        raise
+
+
+def check_training_params(net):
+    """Reject hyper-parameters that would crash deep in torch or train in silence
+    on nonsense (``batch_size=0``, ``lr=nan``, ``max_epochs=-1``, ...)."""
+    def integer(name, minimum, allow=()):
+        value = getattr(net, name, None)
+        if value in allow and not isinstance(value, (bool, float)):
+            return
+        if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                or value < minimum):
+            allowed = "".join(f" or {a!r}" for a in allow)
+            raise SkalValueError(
+                f"{name} must be an integer >= {minimum}{allowed}; got {value!r}.")
+
+    integer("batch_size", 1, allow=(-1,))
+    integer("max_epochs", 1)
+    integer("min_steps", 0, allow=(None,))
+    integer("predict_batch_size", 1, allow=(None,))
+    lr = getattr(net, "lr", None)
+    if (isinstance(lr, bool) or not isinstance(lr, numbers.Real)
+            or not math.isfinite(lr) or lr <= 0):
+        raise SkalValueError(
+            f"lr must be a positive finite number; got {lr!r}. Typical values are "
+            "1e-4 to 1e-2.")
+    augment = getattr(net, "augment", None)
+    if augment is not None and (isinstance(augment, bool)
+                                or not isinstance(augment, numbers.Real)
+                                or not 0 <= augment <= 1):
+        raise SkalValueError(
+            f"augment must be None or a fraction of the image size in [0, 1]; got "
+            f"{augment!r}.")
