@@ -304,6 +304,14 @@ class Campaign:
         rel = self._paths[self._position_of(item_id)]
         return None if rel is None else str(Path(self._pool_spec["root"]) / rel)
 
+    def __contains__(self, item_id):
+        return item_id in self._position
+
+    @property
+    def pool_spec(self):
+        """The stored description of the pool (kind, location, pattern)."""
+        return dict(self._pool_spec)
+
     @property
     def pool_root(self):
         """The pool folder (folder pools) or file."""
