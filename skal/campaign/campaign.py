@@ -492,8 +492,12 @@ class Campaign:
 
     # ------------------------------------------------------------------- model
     def _fresh_estimator(self):
-        classes = None if self.multilabel else np.asarray(self._config["classes"])
-        return with_seed(self.estimator, self._config["seed"], classes)
+        return with_seed(self.estimator, self._config["seed"], self._sorted_classes())
+
+    def _sorted_classes(self):
+        """Single-label class names in sorted order (how scikit-learn orders
+        ``classes_``, and what :func:`skal.metrics.evaluate_classifier` expects)."""
+        return None if self.multilabel else np.sort(np.asarray(self._config["classes"]))
 
     def model(self):
         """The model of the latest checkpoint (fitted), or raise
@@ -519,8 +523,7 @@ class Campaign:
         """Held-out metrics, or cross-validated ones over the training labels."""
         from ..metrics import evaluate_classifier
 
-        kwargs = dict(classes=None if self.multilabel else np.asarray(self._config["classes"]),
-                      multilabel=self.multilabel)
+        kwargs = dict(classes=self._sorted_classes(), multilabel=self.multilabel)
         if X_eval is not None and len(y_eval):
             values = evaluate_classifier(model_factory(None), X_eval, y_eval, **kwargs)
             return {"source": "holdout", "n_eval": int(len(y_eval)),
