@@ -309,3 +309,14 @@ def test_export_writes_labels_history_and_model(campaign, digits, tmp_path):
     lines = open(written["labels"]).read().splitlines()
     assert lines[0] == "id,label,annotator,created,holdout,round" and len(lines) == 9
     assert len(open(written["history"]).read().splitlines()) == 10
+
+
+def test_damaged_checkpoint_is_reported_not_loaded(campaign, digits):
+    campaign.add_labels(campaign.ids[:8], digits[1][:8])
+    checkpoint = campaign.train(progress=False)
+    path = campaign.path / checkpoint["file"]
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(SkalValueError, match="does not match the sha256"):
+        Campaign.open(campaign.path).model()

@@ -630,7 +630,12 @@ class Campaign:
             chosen, scores = rng.choice(unlabelled, n, replace=False), None
             strategy, params = "random (cold start, no model yet)", {}
         else:
-            chosen, scores, _ = self._query(checkpoint, unlabelled, n, r)
+            from tqdm.auto import tqdm
+
+            with tqdm(total=1, desc=f"score {len(unlabelled)} items", unit="query",
+                      disable=not progress) as bar:
+                chosen, scores, _ = self._query(checkpoint, unlabelled, n, r)
+                bar.update()
             strategy = self._config["strategy_name"]
             params = dict(self._config["query_kwargs"])
         batch = [self._ids[k] for k in chosen]
