@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import clone
 from tqdm.auto import tqdm
 
 from .campaign.engine import check_budget, initial_set, run_rounds, task_of
