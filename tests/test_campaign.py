@@ -189,7 +189,10 @@ def test_multilabel_campaign(tmp_path, digits):
     camp.estimator.set_params(module__widths=(4,), module__hidden=8, max_epochs=1,
                               min_steps=2)
     camp.train(progress=False)
-    assert camp.model().predict_proba(X[:3]).shape == (3, 3)
+    proba = camp.model().predict_proba(X[:3])
+    assert proba.shape == (3, 3)
+    reopened = Campaign.open(camp.path, pool=X)   # the checkpoint names its architecture
+    np.testing.assert_allclose(reopened.model().predict_proba(X[:3]), proba, atol=1e-12)
     assert len(camp.next_batch(4)) == 4
     assert camp.status()["per_class"] == {"effusion": 2, "nodule": 1, "mass": 2}
 

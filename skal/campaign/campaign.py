@@ -31,7 +31,7 @@ from ..utils.io import atomic_write_json
 from .engine import accepts_keyword, query_round, round_seed, with_seed
 from .ids import describe_pool, item_rows, load_pool, verify_pool
 from .persist import (build_estimator, build_strategy, estimator_spec, load_weights,
-                      save_weights, strategy_spec)
+                      read_metadata, save_weights, strategy_spec)
 from .store import DB_NAME, CampaignStore, utc_now
 
 __all__ = ["Campaign", "CampaignLearner"]
@@ -117,6 +117,7 @@ class Campaign:
         self._pool_spec = store.meta("pool")
         self._array = array
         self._estimator = estimator
+        self._estimator_given = estimator is not None
         self._strategy = query_strategy
         self.n_jobs = n_jobs
         rows = store.items()
@@ -491,8 +492,17 @@ class Campaign:
         return positions, self._targets([lab for _, lab in items])
 
     # ------------------------------------------------------------------- model
-    def _fresh_estimator(self):
-        return with_seed(self.estimator, self._config["seed"], self._sorted_classes())
+    def _fresh_estimator(self, estimator=None):
+        estimator = self.estimator if estimator is None else estimator
+        return with_seed(estimator, self._config["seed"], self._sorted_classes())
+
+    def _checkpoint_estimator(self, checkpoint):
+        """The estimator a checkpoint was trained with: the one passed to :meth:`open`,
+        else the one its JSON metadata names, else the campaign's."""
+        if self._estimator_given or checkpoint["file"] is None:
+            return self._fresh_estimator()
+        spec = read_metadata(self.path / checkpoint["file"]).get("estimator")
+        return self._fresh_estimator(None if spec is None else build_estimator(spec))
 
     def _sorted_classes(self):
         """Single-label class names in sorted order (how scikit-learn orders
@@ -509,7 +519,7 @@ class Campaign:
         if self._model is not None and self._model[0] == checkpoint["id"]:
             return self._model[1]
         positions, y = self._labelled(False, checkpoint["label_seq"])
-        model = self._fresh_estimator()
+        model = self._checkpoint_estimator(checkpoint)
         X = materialize(take(self.X, positions))
         if checkpoint["file"] is None:
             model.fit(X, y)                     # no weights: refit, seeded, on its labels
@@ -581,8 +591,12 @@ class Campaign:
         steps.update()
         steps.close()
         name = f"{_CHECKPOINTS}/ckpt-{label_seq:08d}-{uuid.uuid4().hex[:8]}.safetensors"
+        try:
+            spec = estimator_spec(model)
+        except SkalValueError:
+            spec = None                       # not nameable: open() must be given it
         digest = save_weights(model, self.path / name, {
-            "estimator": self._config["estimator"], "classes": self._config["classes"],
+            "estimator": spec, "classes": self._config["classes"],
             "multilabel": self.multilabel, "label_seq": label_seq,
             "n_labels": int(len(positions)), "metrics": metrics, "created": utc_now()})
         with self._store.transaction():       # recorded only once the files are durable
