@@ -241,6 +241,8 @@ def test_csv_multilabel_cells(tmp_path):
     assert read_labels_csv(path, multilabel=True) == (
         ["row-000000", "row-000002"], [["effusion", "mass"], ["nodule"]])
     assert read_labels_csv(path, multilabel=True, skip_empty=False)[1][1] == []
+    (tmp_path / "paths.csv").write_text("path,label\na/b.dcm,nodule\n")
+    assert read_labels_csv(tmp_path / "paths.csv") == (["a/b.dcm"], ["nodule"])
     (tmp_path / "bad.csv").write_text("name,label\nx,y\n")
-    with pytest.raises(SkalValueError, match="'id' and 'label'"):
+    with pytest.raises(SkalValueError, match="'id' \\(or 'path'\\) and 'label'"):
         read_labels_csv(tmp_path / "bad.csv")

@@ -59,7 +59,8 @@ def write_labels_csv(path, campaign, records):
 
 
 def read_labels_csv(path, *, multilabel=False, skip_empty=True):
-    """``(ids, labels)`` from a CSV with ``id`` and ``label`` columns.
+    """``(ids, labels)`` from a CSV with ``id`` (or, without it, ``path``) and ``label``
+    columns.
 
     Rows with an empty ``label`` are skipped (a batch file partly filled in), except in
     multi-label campaigns with ``skip_empty=False`` where an empty cell means "no
@@ -72,16 +73,18 @@ def read_labels_csv(path, *, multilabel=False, skip_empty=True):
         with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             columns = reader.fieldnames or []
-            missing = [c for c in ("id", "label") if c not in columns]
+            key = "id" if "id" in columns else "path"
+            missing = [c for c in (key, "label") if c not in columns]
             if missing:
                 raise DataFileError(f"{path} has no column {missing}; its columns are "
-                                    f"{columns}. A labels CSV needs 'id' and 'label'.")
+                                    f"{columns}. A labels CSV needs 'id' (or 'path') and "
+                                    "'label'.")
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataFileError(f"{path} could not be read as CSV: {exc}") from exc
     ids, labels = [], []
     for line, row in enumerate(rows, start=2):
-        item_id = (row.get("id") or "").strip()
+        item_id = (row.get(key) or "").strip()
         cell = (row.get("label") or "").strip()
         if not item_id:
             raise DataFileError(f"Row {line} of {path} has an empty id.")
