@@ -44,6 +44,7 @@ ratio to one training round (``fit`` of the same estimator on the same 200 label
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -196,6 +197,7 @@ def campaign_round(workdir, n_labels=200, batch=20):
         source = "synthetic"
     names = np.where(y == 1, "pneumonia", "normal")
     np.save(workdir / "p5000.npy", X)
+    shutil.rmtree(workdir / "c5000", ignore_errors=True)     # a --workdir used before
     estimator = CNNClassifier(random_state=0)
     camp = Campaign.create(workdir / "c5000", workdir / "p5000.npy", estimator, "entropy",
                            classes=["normal", "pneumonia"], cv=0, progress=False)
