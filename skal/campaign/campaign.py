@@ -529,13 +529,13 @@ class Campaign:
         self._model = (checkpoint["id"], model)
         return model
 
-    def _score(self, model_factory, X, y, positions_train, X_eval=None, y_eval=None, cv=0):
+    def _score(self, model, X, y, X_eval=None, y_eval=None, cv=0):
         """Held-out metrics, or cross-validated ones over the training labels."""
         from ..metrics import evaluate_classifier
 
         kwargs = dict(classes=self._sorted_classes(), multilabel=self.multilabel)
         if X_eval is not None and len(y_eval):
-            values = evaluate_classifier(model_factory(None), X_eval, y_eval, **kwargs)
+            values = evaluate_classifier(model, X_eval, y_eval, **kwargs)
             return {"source": "holdout", "n_eval": int(len(y_eval)),
                     **{k: float(v) for k, v in values.items()}}
         if cv < 2 or len(y) < 2 * cv:
@@ -587,7 +587,7 @@ class Campaign:
         hold_pos, y_hold = self._labelled(True, label_seq)
         X_hold = materialize(take(self.X, hold_pos)) if len(hold_pos) else None
         metrics = {"n_labels": int(len(positions)), "fit_seconds": fit_seconds,
-                   **self._score(lambda _: model, X, y, positions, X_hold, y_hold, cv)}
+                   **self._score(model, X, y, X_hold, y_hold, cv)}
         steps.update()
         steps.close()
         name = f"{_CHECKPOINTS}/ckpt-{label_seq:08d}-{uuid.uuid4().hex[:8]}.safetensors"
