@@ -26,52 +26,16 @@ import numpy as np
 
 from ..data.pool import materialize, take
 from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
-from ..learner import _QueryMixin
 from ..utils.io import atomic_write_json
-from .engine import accepts_keyword, query_round, round_seed, with_seed
+from .engine import CampaignLearner, accepts_keyword, query_round, round_seed, with_seed
 from .ids import describe_pool, item_rows, load_pool, verify_pool
 from .persist import (build_estimator, build_strategy, estimator_spec, load_weights,
                       read_metadata, save_weights, strategy_spec)
 from .store import DB_NAME, CampaignStore, utc_now
 
-__all__ = ["Campaign", "CampaignLearner"]
+__all__ = ["Campaign"]
 
 _CHECKPOINTS = "checkpoints"
-
-
-class CampaignLearner(_QueryMixin):
-    """A learner around a model that is already trained (a campaign checkpoint), so
-    strategies can query without refitting. Strategies see the model as
-    ``estimator_`` and the labelled data as ``X_training`` / ``y_training`` (read on
-    first access)."""
-
-    def __init__(self, estimator_, query_strategy, labelled_data):
-        self.estimator_ = estimator_
-        self.query_strategy = query_strategy
-        self._labelled_data = labelled_data
-        self._cache = None
-
-    def _ensure_fitted(self):
-        return None
-
-    def _data(self):
-        if self._cache is None:
-            self._cache = self._labelled_data()
-        return self._cache
-
-    @property
-    def X_training(self):
-        return self._data()[0]
-
-    @property
-    def y_training(self):
-        return self._data()[1]
-
-    def predict_proba(self, X):
-        return self.estimator_.predict_proba(X)
-
-    def predict(self, X):
-        return self.estimator_.predict(X)
 
 
 def _default_annotator():

@@ -4,7 +4,8 @@ round, and the loop of rounds.
 :func:`skal.simulate.simulate`, :class:`skal.ActiveLearningClassifier` and
 :class:`skal.Campaign` all run their rounds through these functions. A simulation is a
 campaign whose labels come from known data (:func:`run_rounds` reveals ``y_pool``);
-a real campaign stops after :func:`query_round` and waits for an annotator.
+a real campaign stops after :func:`query_round` and waits for an annotator, querying
+through a :class:`CampaignLearner` around its latest checkpoint.
 """
 
 import inspect
@@ -15,10 +16,11 @@ from sklearn.base import clone
 
 from ..data.pool import pool_length, take
 from ..exceptions import SkalValueError
+from ..learner import _QueryMixin
 
 __all__ = ["initial_indices", "stratified_indices", "initial_set", "check_budget",
            "task_of", "round_seed", "accepts_keyword", "with_seed", "query_round",
-           "run_rounds", "INITIAL_METHODS"]
+           "run_rounds", "CampaignLearner", "INITIAL_METHODS"]
 
 INITIAL_METHODS = ("stratified", "balanced", "random")
 
@@ -239,3 +241,38 @@ def run_rounds(learner, X_pool, y_pool, start_idx, *, batch_size, n_rounds, seed
             on_round(r, learner, labelled)
     return {"fit_time": fit_time, "query_time": query_time, "queried": queried,
             "order": np.concatenate(order)}
+
+
+class CampaignLearner(_QueryMixin):
+    """A learner around a model that is already trained (a campaign checkpoint), so
+    strategies can query without refitting. Strategies see the model as
+    ``estimator_`` and the labelled data as ``X_training`` / ``y_training`` (read on
+    first access)."""
+
+    def __init__(self, estimator_, query_strategy, labelled_data):
+        self.estimator_ = estimator_
+        self.query_strategy = query_strategy
+        self._labelled_data = labelled_data
+        self._cache = None
+
+    def _ensure_fitted(self):
+        return None
+
+    def _data(self):
+        if self._cache is None:
+            self._cache = self._labelled_data()
+        return self._cache
+
+    @property
+    def X_training(self):
+        return self._data()[0]
+
+    @property
+    def y_training(self):
+        return self._data()[1]
+
+    def predict_proba(self, X):
+        return self.estimator_.predict_proba(X)
+
+    def predict(self, X):
+        return self.estimator_.predict(X)
