@@ -4,6 +4,7 @@ from .exceptions import NotFittedError, SkalError, SkalTypeError, SkalValueError
 from .learner import ActiveLearner, Committee
 from .nets import CNNClassifier, MultiLabelCNNClassifier
 from .estimator import ActiveLearningClassifier
+from .campaign import Campaign
 
 __version__ = "0.1.0"
 
@@ -13,6 +14,7 @@ __all__ = [
     "CNNClassifier",
     "MultiLabelCNNClassifier",
     "ActiveLearningClassifier",
+    "Campaign",
     "SkalError",
     "SkalValueError",
     "SkalTypeError",

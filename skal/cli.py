@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli_campaign import add_campaign_parser, run_campaign
 from .exceptions import SkalError, SkalValueError
 
 __all__ = ["main", "build_parser", "format_summary"]
@@ -98,6 +99,7 @@ def build_parser():
                      help="campaigns run in parallel processes (default: %(default)s)")
     sim.add_argument("--out", default="skal-results", help="output folder")
     sim.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_campaign_parser(sub)
     return parser
 
 
@@ -200,6 +202,8 @@ def main(argv=None):
     try:
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "campaign":
+            return run_campaign(args)
     except SkalError as exc:
         print(f"skal: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2

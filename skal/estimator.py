@@ -34,42 +34,12 @@ from .learner import ActiveLearner
 from .nets.classifier import task_classes
 from .query.registry import get_strategy
 from .query.uncertainty import uncertainty_sampling
-from .simulate import _with_seed, initial_indices, run_rounds
+from .campaign.engine import check_budget, initial_set, run_rounds, stratified_indices
+from .campaign.engine import with_seed as _with_seed
 from .utils.seeding import resolve_seed
 from .utils.validation import check_consistent_length, check_images, check_labels
 
 __all__ = ["ActiveLearningClassifier", "stratified_indices"]
-
-_INITIAL = ("stratified", "balanced", "random")
-
-
-def stratified_indices(y, n_initial, random_state=None):
-    """A random initial set whose class proportions follow ``y``.
-
-    Every class gets at least one sample when ``n_initial`` allows it (the classes
-    drawn by frequency otherwise); the rest is shared in proportion to the class sizes
-    (largest remainders), drawn at random within each class.
-    """
-    rng = np.random.RandomState(random_state)
-    y = np.asarray(y)
-    n = len(y)
-    if not 0 < n_initial <= n:
-        raise SkalValueError(f"n_initial must be in [1, {n}]; got {n_initial}.")
-    classes, y_idx, counts = np.unique(y, return_inverse=True, return_counts=True)
-    if n_initial < len(classes):
-        quota = np.zeros(len(classes), dtype=int)
-        quota[rng.choice(len(classes), n_initial, replace=False, p=counts / n)] = 1
-    else:
-        rest = counts - 1
-        share = (n_initial - len(classes)) * rest / max(rest.sum(), 1)
-        quota = np.floor(share).astype(int)
-        left = n_initial - len(classes) - quota.sum()
-        quota[np.argsort(-(share - quota), kind="stable")[:left]] += 1
-        quota += 1
-    picked = [rng.choice(np.flatnonzero(y_idx == c), q, replace=False)
-              for c, q in enumerate(quota) if q]
-    return rng.permutation(np.concatenate(picked))
-
 
 def _default_estimator():
     from .nets import CNNClassifier
@@ -266,12 +236,10 @@ class ActiveLearningClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimato
                 UserWarning, stacklevel=3,
             )
             return n_initial, batch_size, fitted
-        raise SkalValueError(
-            f"The campaign needs {budget} labels (n_initial={n_initial} + n_queries="
-            f"{n_queries} x batch_size={batch_size}) but X has only {n} samples. Lower "
-            "n_queries or batch_size, or give n_initial and batch_size as fractions of "
-            "the data (e.g. 0.1)."
-        )
+        check_budget(n, n_initial, n_queries, batch_size,
+                     names=("n_initial", "n_queries", "batch_size"), where="X",
+                     hint="Lower n_queries or batch_size, or give n_initial and batch_size "
+                          "as fractions of the data (e.g. 0.1).")
 
     def _validate_data(self, X, y):
         X = check_images(X, ndims=(2, 3, 4))
@@ -297,13 +265,7 @@ class ActiveLearningClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimato
         return X, y, classes, multilabel
 
     def _initial_set(self, y, n_initial, seed, multilabel):
-        if self.initial not in _INITIAL:
-            raise SkalValueError(f"initial must be one of {_INITIAL}; got {self.initial!r}.")
-        if multilabel or self.initial == "random":
-            return initial_indices(y, n_initial, seed, balanced=False)
-        if self.initial == "balanced":
-            return initial_indices(y, n_initial, seed, balanced=True)
-        return stratified_indices(y, n_initial, seed)
+        return initial_set(y, n_initial, seed, self.initial)
 
     def _scorer(self, estimator):
         if self.scoring is None:

@@ -7,19 +7,18 @@ measured per seed and reported with their standard error.
 """
 
 import copy
-import inspect
 import numbers
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from joblib import Parallel, delayed
-from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from .data.pool import pool_length, take
+from .campaign.engine import check_budget, initial_set, run_rounds, task_of
+from .campaign.engine import initial_indices, with_seed as _with_seed
+from .data.pool import pool_length
 from .exceptions import SkalTypeError, SkalValueError
 from .learner import ActiveLearner
 from .metrics import (area_under_learning_curve, evaluate_classifier,
@@ -30,52 +29,6 @@ from .utils.io import atomic_write_files, atomic_write_json, json_bytes
 __all__ = ["simulate", "SimulationResult", "initial_indices", "run_rounds"]
 
 METRICS = ("accuracy", "auroc")
-
-
-def initial_indices(y, n_initial, random_state, balanced=True):
-    """Indices of the initial labelled set.
-
-    ``balanced=True`` takes (as nearly as possible) the same number from each class, in
-    random order; multi-label ``y`` (2-d) falls back to a random draw.
-    """
-    rng = np.random.RandomState(random_state)
-    y = np.asarray(y)
-    n = len(y)
-    if not 0 < n_initial <= n:
-        raise SkalValueError(f"n_initial must be in [1, {n}]; got {n_initial}.")
-    if not balanced or y.ndim != 1:
-        return rng.choice(n, n_initial, replace=False)
-    by_class = [rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)]
-    order = [rng.permutation(len(by_class))]
-    picked = []
-    depth = 0
-    while len(picked) < n_initial:
-        for c in order[0]:
-            if depth < len(by_class[c]) and len(picked) < n_initial:
-                picked.append(by_class[c][depth])
-        depth += 1
-    return np.asarray(picked)
-
-
-def _accepts_random_state(strategy):
-    try:
-        params = inspect.signature(strategy).parameters
-    except (TypeError, ValueError):
-        return False
-    return "random_state" in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
-
-
-def _with_seed(estimator, seed, classes):
-    """A clone of ``estimator`` with ``random_state=seed`` (unless ``seed`` is None) and
-    ``classes`` filled in, where the estimator has those parameters."""
-    estimator = clone(estimator)
-    params = estimator.get_params(deep=False)
-    updates = {}
-    if seed is not None and "random_state" in params:
-        updates["random_state"] = seed
-    if classes is not None and "classes" in params and params["classes"] is None:
-        updates["classes"] = classes
-    return estimator.set_params(**updates) if updates else estimator
 
 
 @dataclass
@@ -266,89 +219,12 @@ def _resolve_strategies(strategies):
     return items
 
 
-def run_rounds(learner, X_pool, y_pool, start_idx, *, batch_size, n_rounds, seed=None,
-               query_kwargs=None, on_round=None):
-    """The one pool-based campaign loop, shared by :func:`simulate` and
-    :class:`skal.ActiveLearningClassifier`.
-
-    Fits ``learner`` on ``start_idx``, then runs ``n_rounds`` rounds of query (on the
-    samples not labelled yet), reveal (``y_pool`` of the chosen samples) and teach.
-
-    Parameters
-    ----------
-    learner : ActiveLearner
-        Not fitted yet; fitted in place.
-    X_pool, y_pool : the pool and its labels, revealed only when queried
-    start_idx : array of int
-        The initial labelled set.
-    batch_size, n_rounds : int
-    seed : int or None
-        With an int, strategies that accept ``random_state`` get
-        ``seed * 100_003 + round`` (unless ``query_kwargs`` sets it), so a campaign is
-        repeatable and paired across strategies.
-    query_kwargs : dict, optional
-        Extra keyword arguments for every query.
-    on_round : callable, optional
-        ``on_round(r, learner, labelled)`` after the fit of round ``r`` (0 is the
-        initial fit); ``labelled`` is the boolean mask of labelled pool samples.
-
-    Returns
-    -------
-    dict with ``fit_time``, ``query_time`` (``n_rounds + 1`` seconds each, no query
-    before round 0), ``queried`` (``(n_rounds, batch_size)`` pool indices, -1 where a
-    strategy returned fewer) and ``order`` (every labelled index, in labelling order).
-    """
-    n_pool = pool_length(X_pool)
-    n_points = n_rounds + 1
-    fit_time, query_time = np.zeros(n_points), np.zeros(n_points)
-    queried = np.full((n_rounds, batch_size), -1, dtype=np.int64)
-    start_idx = np.asarray(start_idx, dtype=np.intp)
-    order = [start_idx]
-    labelled = np.zeros(n_pool, dtype=bool)
-    labelled[start_idx] = True
-    seeded = seed is not None and _accepts_random_state(learner.query_strategy)
-
-    t0 = time.perf_counter()
-    learner.fit(take(X_pool, start_idx), y_pool[start_idx])
-    fit_time[0] = time.perf_counter() - t0
-    if on_round is not None:
-        on_round(0, learner, labelled)
-    for r in range(1, n_points):
-        unlabelled = np.flatnonzero(~labelled)
-        kwargs = dict(query_kwargs or {})
-        if seeded:
-            kwargs.setdefault("random_state", seed * 100_003 + r)
-        t0 = time.perf_counter()
-        try:
-            picked, _ = learner.query(take(X_pool, unlabelled), batch_size, **kwargs)
-        except SkalValueError as exc:
-            if not str(exc).startswith("The query strategy"):
-                raise
-            raise SkalValueError(
-                f"{exc} In round {r} the strategy was given the {len(unlabelled)} samples "
-                "not labelled yet: its indices must be distinct positions in that pool "
-                "(already labelled samples are not in it and cannot be queried again)."
-            ) from exc
-        query_time[r] = time.perf_counter() - t0
-        chosen = unlabelled[picked]
-        labelled[chosen] = True
-        queried[r - 1, :len(chosen)] = chosen
-        order.append(chosen)
-        t0 = time.perf_counter()
-        learner.teach(take(X_pool, chosen), y_pool[chosen])
-        fit_time[r] = time.perf_counter() - t0
-        if on_round is not None:
-            on_round(r, learner, labelled)
-    return {"fit_time": fit_time, "query_time": query_time, "queried": queried,
-            "order": np.concatenate(order)}
-
-
 def _run_campaign(seed, strategy, *, estimator, X_pool, y_pool, X_test, y_test,
                   n_initial, batch_size, n_rounds, initial, classes, multilabel,
                   query_kwargs, bar=None):
     """One strategy, one seed: initial fit, then ``n_rounds`` of query and teach."""
     scores = {m: np.full(n_rounds + 1, np.nan) for m in METRICS}
-    start_idx = initial_indices(y_pool, n_initial, seed, balanced=initial == "balanced")
+    start_idx = initial_set(y_pool, n_initial, seed, initial)
     if hasattr(strategy, "get_params"):
         # a stateful strategy object (TDGF keeps its proxies): fresh state per campaign
         strategy = copy.deepcopy(strategy)
@@ -425,14 +301,8 @@ def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial
         _check_count(name, value, minimum)
     n_initial, batch_size, n_rounds = int(n_initial), int(batch_size), int(n_rounds)
     _check_same_scale(X_pool, X_test)
-    budget = n_initial + n_rounds * batch_size
-    if budget > n_pool:
-        raise SkalValueError(
-            f"The campaign needs {budget} labels (n_initial + n_rounds * batch_size) but "
-            f"the pool has only {n_pool} samples."
-        )
-    multilabel = y_pool.ndim == 2 and y_pool.shape[1] > 1
-    classes = None if multilabel else np.unique(np.concatenate([y_pool, y_test]))
+    check_budget(n_pool, n_initial, n_rounds, batch_size)
+    classes, multilabel = task_of(y_pool, y_test)
     if metric is None:
         metric = "auroc" if multilabel or len(classes) == 2 else "accuracy"
     if metric not in METRICS:

@@ -170,9 +170,9 @@ def test_subset_scores_only_the_subset(nets, pool, monkeypatch):
     scored = []
     real = gradnorm_module.score_pool
 
-    def spy(score_batch, X, batch_size=None):
+    def spy(score_batch, X, batch_size=None, n_jobs=None):
         scored.append(len(X))
-        return real(score_batch, X, batch_size)
+        return real(score_batch, X, batch_size, n_jobs=n_jobs)
 
     monkeypatch.setattr(gradnorm_module, "score_pool", spy)
     idx, values = expected_gradnorm(net, pool, 3, subset=10, random_state=7)

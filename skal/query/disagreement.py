@@ -37,10 +37,11 @@ def _vote_entropy_batch(committee, batch, multilabel):
     return entr(shares).sum(axis=1)
 
 
-def vote_entropy(committee, X, *, batch_size=None):
-    """Entropy of the members' hard votes for each sample."""
+def vote_entropy(committee, X, *, batch_size=None, n_jobs=None):
+    """Entropy of the members' hard votes for each sample (``n_jobs``: joblib workers)."""
     multilabel = _committee_multilabel(committee)
-    return score_pool(lambda b: _vote_entropy_batch(committee, b, multilabel), X, batch_size)
+    return score_pool(lambda b: _vote_entropy_batch(committee, b, multilabel), X, batch_size,
+                      n_jobs=n_jobs)
 
 
 def _consensus_entropy_batch(committee, batch, multilabel):
@@ -50,11 +51,11 @@ def _consensus_entropy_batch(committee, batch, multilabel):
     return entr(proba).sum(axis=1)
 
 
-def consensus_entropy(committee, X, *, batch_size=None):
+def consensus_entropy(committee, X, *, batch_size=None, n_jobs=None):
     """Entropy of the committee's averaged (consensus) probabilities."""
     multilabel = _committee_multilabel(committee)
     return score_pool(lambda b: _consensus_entropy_batch(committee, b, multilabel), X,
-                      batch_size)
+                      batch_size, n_jobs=n_jobs)
 
 
 def _max_disagreement_batch(committee, batch, multilabel):
@@ -69,11 +70,12 @@ def _max_disagreement_batch(committee, batch, multilabel):
     return kl.max(axis=1)
 
 
-def KL_max_disagreement(committee, X, *, batch_size=None):  # noqa: N802 (modAL's name)
-    """Largest Kullback-Leibler divergence of a member from the consensus."""
+def KL_max_disagreement(committee, X, *, batch_size=None, n_jobs=None):  # noqa: N802
+    """Largest Kullback-Leibler divergence of a member from the consensus (modAL's
+    name)."""
     multilabel = _committee_multilabel(committee)
     return score_pool(lambda b: _max_disagreement_batch(committee, b, multilabel), X,
-                      batch_size)
+                      batch_size, n_jobs=n_jobs)
 
 
 def vote_entropy_sampling(committee, X_pool, n_instances=1, *, random_state=None, **kw):

@@ -39,7 +39,7 @@ def _rng(random_state):
 
 
 # -------------------------------------------------------------------------- BADGE
-def gradient_embedding_factors(classifier, X, *, bias=False, batch_size=None):
+def gradient_embedding_factors(classifier, X, *, bias=False, batch_size=None, n_jobs=None):
     """Factors ``(A, H)`` of BADGE's gradient embeddings ``g_i = a_i (x) h_i``.
 
     ``a_i = p_i - e_{y_hat_i}`` is the cross-entropy gradient at the logits for the
@@ -81,7 +81,8 @@ def gradient_embedding_factors(classifier, X, *, bias=False, batch_size=None):
         return torch.cat(parts).cpu().numpy()
 
     factors = score_pool(batch_factors, X,
-                         batch_size or getattr(estimator, "predict_batch_size", None))
+                         batch_size or getattr(estimator, "predict_batch_size", None),
+                         n_jobs=n_jobs)
     A, H = factors[:, :n_outputs], factors[:, n_outputs:]
     if bias:
         H = np.hstack([H, np.ones((len(H), 1))])
@@ -139,7 +140,7 @@ def kmeans_pp_rank_one(A, H, n_instances, random_state=None):
 
 
 def badge_sampling(classifier, X_pool, n_instances=1, *, random_state=None, bias=False,
-                   batch_size=None):
+                   batch_size=None, n_jobs=None):
     """BADGE: diverse and uncertain samples by k-means++ on gradient embeddings.
 
     Ash et al., "Deep Batch Active Learning by Diverse, Uncertain Gradient Lower Bounds",
@@ -171,7 +172,8 @@ def badge_sampling(classifier, X_pool, n_instances=1, *, random_state=None, bias
         Squared distance of each to the nearest earlier choice (first: squared norm).
     """
     n_instances = check_n_instances(n_instances, pool_length(X_pool))
-    A, H = gradient_embedding_factors(classifier, X_pool, bias=bias, batch_size=batch_size)
+    A, H = gradient_embedding_factors(classifier, X_pool, bias=bias, batch_size=batch_size,
+                                      n_jobs=n_jobs)
     return kmeans_pp_rank_one(A, H, n_instances, random_state)
 
 
@@ -240,7 +242,7 @@ def _labelled_images(learner):
 
 
 def coreset_sampling(classifier, X_pool, n_instances=1, *, X_labelled=None,
-                     random_state=None, batch_size=None):
+                     random_state=None, batch_size=None, n_jobs=None):
     """Core-set: k-center greedy on penultimate embeddings (Sener & Savarese, ICLR 2018).
 
     The pool and the labelled set are embedded with the classifier's ``embed`` (the input
@@ -278,7 +280,7 @@ def coreset_sampling(classifier, X_pool, n_instances=1, *, X_labelled=None,
     def embed(batch):
         return estimator.embed(batch, batch_size=len(batch))
 
-    E = score_pool(embed, X_pool, batch_size)
+    E = score_pool(embed, X_pool, batch_size, n_jobs=n_jobs)     # n_jobs: joblib workers
     if X_labelled is None:
         X_labelled = _labelled_images(classifier)
     centres = None

@@ -141,7 +141,8 @@ def _entropy_all_parts(multilabel):
                                            device=z.device)
 
 
-def _gradnorm_scores(classifier, X, kind, scope, norm, multilabel, batch_size, chunk_size):
+def _gradnorm_scores(classifier, X, kind, scope, norm, multilabel, batch_size, chunk_size,
+                     n_jobs=None):
     """Score the pool with :func:`score_pool`; ``kind`` is "expected" or "entropy"."""
     _check_options(scope, norm)
     estimator = head_estimator(classifier)
@@ -168,13 +169,13 @@ def _gradnorm_scores(classifier, X, kind, scope, norm, multilabel, batch_size, c
                                              chunk_size=chunk_size)
             return (weights(z) * norms).sum(dim=1).cpu().numpy()
 
-    return score_pool(score_batch, X, batch_size)
+    return score_pool(score_batch, X, batch_size, n_jobs=n_jobs)
 
 
 # ----------------------------------------------------------------------- measures
 def classifier_expected_gradnorm(classifier, X, *, scope="last", norm="reference",
                                  multilabel=None, batch_size=None,
-                                 chunk_size=DEFAULT_CHUNK_SIZE):
+                                 chunk_size=DEFAULT_CHUNK_SIZE, n_jobs=None):
     r"""Expected gradient norm of each sample: ``sum_c p_c ||grad CE(f(x), c)||``.
 
     The expectation, under the model's predictive distribution, of the norm of the loss
@@ -241,12 +242,12 @@ def classifier_expected_gradnorm(classifier, X, *, scope="last", norm="reference
     would need ``2^L`` outcomes.
     """
     return _gradnorm_scores(classifier, X, "expected", scope, norm, multilabel,
-                            batch_size, chunk_size)
+                            batch_size, chunk_size, n_jobs)
 
 
 def classifier_entropy_gradnorm(classifier, X, *, scope="last", norm="reference",
                                 multilabel=None, batch_size=None,
-                                chunk_size=DEFAULT_CHUNK_SIZE):
+                                chunk_size=DEFAULT_CHUNK_SIZE, n_jobs=None):
     """Norm of the gradient of the predictive entropy ``H(p(x))`` for each sample.
 
     Wang et al. (AAAI 2022), "entropy-gradnorm". The entropy's logit gradient is
@@ -263,7 +264,7 @@ def classifier_entropy_gradnorm(classifier, X, *, scope="last", norm="reference"
     scores : ndarray of shape (n_samples,)
     """
     return _gradnorm_scores(classifier, X, "entropy", scope, norm, multilabel,
-                            batch_size, chunk_size)
+                            batch_size, chunk_size, n_jobs)
 
 
 # ----------------------------------------------------------------------- strategies
@@ -308,7 +309,7 @@ def expected_gradnorm(classifier, X_pool, n_instances=1, *, scope="last",
     random_state : int, RandomState or None
         Seeds the subset and the tie-breaking.
     **measure_kwargs
-        ``multilabel``, ``batch_size``, ``chunk_size``.
+        ``multilabel``, ``batch_size``, ``chunk_size``, ``n_jobs`` (joblib workers).
 
     Returns
     -------

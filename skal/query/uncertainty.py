@@ -58,13 +58,14 @@ def entropy(proba, multilabel=False, aggregate="sum"):
     return entr(proba).sum(axis=1)
 
 
-def _measure(function, classifier, X, multilabel, aggregate, batch_size):
+def _measure(function, classifier, X, multilabel, aggregate, batch_size, n_jobs=None):
     multilabel = _resolve_multilabel(classifier, multilabel)
-    return function(predict_proba_pool(classifier, X, batch_size), multilabel, aggregate)
+    return function(predict_proba_pool(classifier, X, batch_size, n_jobs=n_jobs), multilabel,
+                    aggregate)
 
 
 def classifier_uncertainty(classifier, X, *, multilabel=None, aggregate="sum",
-                           batch_size=None):
+                           batch_size=None, n_jobs=None):
     """Least-confidence uncertainty ``1 - max_c p_c`` of each sample in ``X``.
 
     Parameters
@@ -78,18 +79,24 @@ def classifier_uncertainty(classifier, X, *, multilabel=None, aggregate="sum",
         How per-label scores combine (multi-label only).
     batch_size : int or None
         Batch size of the scoring loop.
+    n_jobs : int or None
+        joblib workers scoring the pool (see :func:`skal.query.base.score_pool`; a Dask
+        cluster inside ``joblib.parallel_backend("dask")``). Same scores as 1 worker.
     """
-    return _measure(least_confidence, classifier, X, multilabel, aggregate, batch_size)
+    return _measure(least_confidence, classifier, X, multilabel, aggregate, batch_size,
+                    n_jobs)
 
 
-def classifier_margin(classifier, X, *, multilabel=None, aggregate="sum", batch_size=None):
+def classifier_margin(classifier, X, *, multilabel=None, aggregate="sum", batch_size=None,
+                      n_jobs=None):
     """Margin ``p_(1) - p_(2)`` of each sample (lower = more uncertain)."""
-    return _measure(margin, classifier, X, multilabel, aggregate, batch_size)
+    return _measure(margin, classifier, X, multilabel, aggregate, batch_size, n_jobs)
 
 
-def classifier_entropy(classifier, X, *, multilabel=None, aggregate="sum", batch_size=None):
+def classifier_entropy(classifier, X, *, multilabel=None, aggregate="sum", batch_size=None,
+                       n_jobs=None):
     """Predictive entropy of each sample (higher = more uncertain)."""
-    return _measure(entropy, classifier, X, multilabel, aggregate, batch_size)
+    return _measure(entropy, classifier, X, multilabel, aggregate, batch_size, n_jobs)
 
 
 def uncertainty_sampling(classifier, X_pool, n_instances=1, *, random_state=None,
