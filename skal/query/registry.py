@@ -4,6 +4,8 @@ import copy
 import functools
 
 from ..exceptions import SkalValueError
+from .aift import AIFT
+from .bayesian import bald_sampling, max_entropy_mc, variation_ratios
 from .diversity import badge_sampling, coreset_sampling
 from .gradnorm import entropy_gradnorm, expected_gradnorm
 from .random import random_sampling
@@ -27,6 +29,10 @@ STRATEGIES = {
     "entropy_gradnorm_all": functools.partial(entropy_gradnorm, scope="all"),
     "badge": badge_sampling,
     "coreset": coreset_sampling,
+    "aift": AIFT(),
+    "bald": bald_sampling,
+    "max_entropy_mc": max_entropy_mc,
+    "variation_ratios": variation_ratios,
 }
 
 
