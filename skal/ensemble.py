@@ -132,8 +132,9 @@ class EnsembleCommittee(Committee):
         trained = Parallel(n_jobs=self.n_jobs)(
             delayed(_apply)(method, member) for member in self.learner_list)
         for member, new in zip(self.learner_list, trained):
-            member.__dict__.clear()
-            member.__dict__.update(new.__dict__)
+            if new is not member:           # process workers return trained copies
+                member.__dict__.clear()
+                member.__dict__.update(new.__dict__)
         return self
 
 

@@ -4,6 +4,8 @@ over fixed dropout masks, and deep ensembles (Beluch et al. CVPR 2018) built wit
 
 import itertools
 
+import joblib
+
 import numpy as np
 import pytest
 import torch
@@ -208,3 +210,94 @@ def test_clear_errors():
 
 def test_registered():
     assert get_strategy("bald") is bald_sampling
+
+
+# ------------------------------------------------------------- deep ensembles
+from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
+
+from skal import Committee  # noqa: E402
+from skal.ensemble import Bootstrapped  # noqa: E402
+from skal.query import (bald_committee_sampling, committee_bald,  # noqa: E402
+                        consensus_entropy_sampling, max_disagreement_sampling,
+                        vote_entropy_sampling)
+
+
+@pytest.fixture(scope="module")
+def ensemble(images):
+    X, y, _ = images
+    return Committee.from_estimator(CNNClassifier(**TINY), n_members=3, random_state=0,
+                                    X_training=X[:24], y_training=y[:24])
+
+
+def test_from_estimator_builds_seeded_members(images, ensemble):
+    X, _, _ = images
+    assert isinstance(ensemble, Committee) and len(ensemble) == 3
+    seeds = [m.estimator.random_state for m in ensemble.learner_list]
+    assert seeds == [0, 1, 2]
+    proba = ensemble.vote_proba(X[24:])                    # (n, members, C)
+    assert not np.allclose(proba[:, 0], proba[:, 1])       # different initialisations
+    first = ensemble.learner_list[0].predict_proba(X[24:])
+    np.testing.assert_array_equal(first, CNNClassifier(random_state=0, **TINY).fit(
+        X[:24], images[1][:24]).predict_proba(X[24:]))
+
+
+@pytest.mark.parametrize("strategy", [vote_entropy_sampling, consensus_entropy_sampling,
+                                      max_disagreement_sampling, bald_committee_sampling])
+def test_committee_strategies_run_on_the_ensemble(images, ensemble, strategy):
+    X, _, _ = images
+    ensemble.set_params(query_strategy=strategy)
+    idx, _ = ensemble.query(X[24:], n_instances=4, random_state=0)
+    assert len(np.unique(idx)) == 4 and idx.min() >= 0 and idx.max() < 24
+
+
+def test_committee_bald_matches_a_loop_over_members(images, ensemble):
+    X, _, _ = images
+    members = [m.predict_proba(X[24:]) for m in ensemble.learner_list]
+    expected = [bald_loop([member[i] for member in members]) for i in range(24)]
+    np.testing.assert_allclose(committee_bald(ensemble, X[24:], batch_size=5), expected,
+                               atol=1e-9)
+
+
+def test_bootstrap_bagging_resamples_each_member(images):
+    X, y, _ = images
+    build = lambda: Committee.from_estimator(  # noqa: E731
+        CNNClassifier(**TINY), n_members=2, bootstrap=True, random_state=0,
+        X_training=X[:24], y_training=y[:24])
+    a, b = build(), build()
+    drawn = [m.estimator_.sample_indices_ for m in a.learner_list]
+    for indices in drawn:
+        assert isinstance(a.learner_list[0].estimator_, Bootstrapped)
+        assert len(indices) == 24 and len(np.unique(indices)) < 24      # with replacement
+        np.testing.assert_array_equal(np.bincount(y[:24][indices], minlength=3),
+                                      np.bincount(y[:24], minlength=3))  # stratified
+    assert not np.array_equal(drawn[0], drawn[1])
+    np.testing.assert_array_equal(drawn[0], b.learner_list[0].estimator_.sample_indices_)
+    a.teach(X[24:30], y[24:30])
+    assert len(a.learner_list[0].estimator_.sample_indices_) == 30
+    assert a.predict_proba(X[30:]).shape == (18, 3)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("loky", marks=pytest.mark.slow), "threading"])
+def test_parallel_training_gives_the_sequential_members(images, backend):
+    X, y, _ = images
+    kw = dict(n_members=2, random_state=5, X_training=X[:24], y_training=y[:24])
+    serial = Committee.from_estimator(CNNClassifier(**TINY), **kw)
+    with joblib.parallel_backend(backend):
+        parallel = Committee.from_estimator(CNNClassifier(**TINY), n_jobs=2, **kw)
+        parallel.teach(X[24:28], y[24:28])
+    serial.teach(X[24:28], y[24:28])
+    np.testing.assert_array_equal(serial.vote_proba(X[24:]), parallel.vote_proba(X[24:]))
+    assert all(len(m.y_training_) == 28 for m in parallel.learner_list)
+
+
+class Unseeded(ClassifierMixin, BaseEstimator):
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+
+def test_from_estimator_errors():
+    with pytest.raises(SkalValueError, match="n_members"):
+        Committee.from_estimator(CNNClassifier(**TINY), n_members=1)
+    with pytest.raises(SkalValueError, match="random_state"):
+        Committee.from_estimator(Unseeded(), n_members=3)
