@@ -29,7 +29,6 @@ import math
 import numbers
 
 import numpy as np
-import torch
 from sklearn.base import BaseEstimator
 
 from ..data.pool import DEFAULT_BATCH_SIZE
@@ -37,6 +36,7 @@ from ..exceptions import SkalTypeError, SkalValueError
 from ..utils.seeding import resolve_seed
 from ..utils.validation import to_image_tensor
 from .base import fitted_estimator, multi_argmax, predicts_label_sets, score_pool
+from .stacked import proba_one_pass, repeat_batch, seeded_generator, split_copies
 
 __all__ = ["AIFT", "aift_scores", "majority_views", "acft_select"]
 
@@ -180,14 +180,8 @@ def _default_augmenter():
 def view_probabilities(model, x, n_views, augmenter, generator):
     """``(n, n_views, n_outputs)`` probabilities of ``n_views`` augmented views of the
     images ``x``, from one batched forward pass over the ``n * n_views`` views."""
-    n = x.shape[0]
-    views = augmenter(x.repeat(n_views, 1, 1, 1), generator=generator)   # view-major
-    if hasattr(model, "iter_head_outputs"):
-        (_, _, z), = list(model.iter_head_outputs(views, batch_size=len(views)))
-        proba = model.logits_to_proba(z.to(torch.float64)).cpu().numpy()
-    else:
-        proba = np.asarray(model.predict_proba(views.numpy()), dtype=np.float64)
-    return proba.reshape(n_views, n, -1).transpose(1, 0, 2)
+    views = augmenter(repeat_batch(x, n_views), generator=generator)     # view-major
+    return split_copies(proba_one_pass(model, views), n_views)
 
 
 class AIFT(BaseEstimator):
@@ -274,11 +268,7 @@ class AIFT(BaseEstimator):
         augmenter = _default_augmenter() if self.augmenter is None else self.augmenter
         seed = resolve_seed(self.random_state if self.random_state is not None
                             else random_state)
-        generator = torch.Generator()
-        if seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(seed)
+        generator = seeded_generator(seed)
 
         def score_batch(batch):
             if getattr(batch, "ndim", 4) == 2:

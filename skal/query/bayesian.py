@@ -33,8 +33,8 @@ from torch import nn
 
 from ..data.pool import DEFAULT_BATCH_SIZE
 from ..exceptions import SkalTypeError, SkalValueError
-from ..utils.seeding import resolve_seed
 from .base import fitted_estimator, multi_argmax, predicts_label_sets, score_pool
+from .stacked import proba_one_pass, repeat_batch, seeded_generator, split_copies
 
 __all__ = [
     "mc_dropout",
@@ -157,25 +157,12 @@ def mc_dropout(module, generator):
             handle.remove()
 
 
-def _repeat(batch, n_samples):
-    if isinstance(batch, torch.Tensor):
-        return batch.repeat(n_samples, *([1] * (batch.ndim - 1)))
-    return np.concatenate([np.asarray(batch)] * n_samples)
-
-
-def _proba_one_pass(model, stacked):
-    if hasattr(model, "iter_head_outputs"):
-        (_, _, z), = list(model.iter_head_outputs(stacked, batch_size=len(stacked)))
-        return model.logits_to_proba(z.to(torch.float64)).cpu().numpy()
-    return np.asarray(model.predict_proba(stacked), dtype=np.float64)
-
-
 def _sampled_batch(model, batch, n_samples, generator):
     """``(n, T, C)`` probabilities of one batch under ``T`` dropout masks (one forward
     pass over the ``T`` stacked copies)."""
     with mc_dropout(_torch_module(model), generator):
-        proba = _proba_one_pass(model, _repeat(batch, n_samples))
-    return proba.reshape(n_samples, len(batch), -1).transpose(1, 0, 2)
+        proba = proba_one_pass(model, repeat_batch(batch, n_samples))
+    return split_copies(proba, n_samples)
 
 
 def _check_n_samples(n_samples):
@@ -184,16 +171,6 @@ def _check_n_samples(n_samples):
         raise SkalValueError(
             f"n_samples must be an integer >= 2 (stochastic passes); got {n_samples!r}.")
     return int(n_samples)
-
-
-def _generator(random_state):
-    generator = torch.Generator()
-    seed = resolve_seed(random_state)
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
-    return generator
 
 
 def _pool_batch_size(batch_size, n_samples):
@@ -215,13 +192,8 @@ def mc_dropout_proba(classifier, X, n_samples=20, *, random_state=None, batch_si
         Pool samples per forward pass (each pass sees ``batch_size * T`` inputs);
         ``None``: ``256 // T``.
     """
-    model = fitted_estimator(classifier)
-    n_samples = _check_n_samples(n_samples)
-    _torch_module(model)
-    generator = _generator(random_state)
-    flat = score_pool(
-        lambda b: _sampled_batch(model, b, n_samples, generator).reshape(len(b), -1),
-        X, _pool_batch_size(batch_size, n_samples))
+    flat = _mc_scores(lambda samples, _: samples.reshape(len(samples), -1), classifier, X,
+                      n_samples, random_state, batch_size)
     return flat.reshape(len(flat), n_samples, -1)
 
 
@@ -231,7 +203,7 @@ def _mc_scores(measure, classifier, X, n_samples, random_state, batch_size, **kw
     n_samples = _check_n_samples(n_samples)
     _torch_module(model)
     multilabel = predicts_label_sets(classifier)
-    generator = _generator(random_state)
+    generator = seeded_generator(random_state)
     return score_pool(
         lambda b: measure(_sampled_batch(model, b, n_samples, generator), multilabel, **kw),
         X, _pool_batch_size(batch_size, n_samples))
