@@ -66,15 +66,17 @@ def test_multilabel_measures_are_per_label_bernoulli_sums():
 
 # ------------------------------------------------------------- MC passes
 class InputDropout(nn.Module):
-    """Dropout on 3 input features, then a linear layer: 8 possible masks."""
+    """BatchNorm and dropout on 3 input features, then a linear layer: 8 possible
+    masks."""
 
     def __init__(self, n_outputs=2, p=0.5):
         super().__init__()
+        self.bn = nn.BatchNorm1d(3)
         self.drop = nn.Dropout(p)
         self.fc = nn.Linear(3, n_outputs)
 
     def forward(self, x):
-        return self.fc(self.drop(x.flatten(1)))
+        return self.fc(self.drop(self.bn(x.flatten(1))))
 
 
 def fitted_input_dropout(p=0.5):
@@ -90,10 +92,13 @@ def mask_outputs(model, X, p):
     """Probabilities of each of the 8 fixed dropout masks, and each mask's probability."""
     W = model.final_layer_.weight.detach().double().numpy()
     b = model.final_layer_.bias.detach().double().numpy()
+    module = model.module_.eval()
+    with torch.no_grad():                    # BatchNorm with its running statistics
+        normalised = module.bn(torch.from_numpy(X)).double().numpy()
     outputs, weights = [], []
     for mask in itertools.product([0, 1], repeat=3):
         m = np.array(mask, dtype=float)
-        z = (X.astype(float) * m / (1 - p)) @ W.T + b
+        z = (normalised * m / (1 - p)) @ W.T + b
         e = np.exp(z - z.max(axis=1, keepdims=True))
         outputs.append(e / e.sum(axis=1, keepdims=True))
         weights.append((1 - p) ** m.sum() * p ** (3 - m.sum()))
@@ -105,7 +110,9 @@ def test_mc_passes_apply_fixed_binary_masks_at_their_rates():
     model, X = fitted_input_dropout(p)
     outputs, weights = mask_outputs(model, X, p)
     samples = mc_dropout_proba(model, X, n_samples=400, random_state=0)
-    # every pass is one of the 8 masks (float32 forward vs float64 reference: 1e-5)
+    # every pass is one of the 8 masks applied after eval-mode BatchNorm (train-mode
+    # BatchNorm would normalise with the stacked batch's statistics and match none);
+    # float32 forward vs float64 reference: 1e-5
     distance = np.abs(samples[:, :, None, :] - outputs[:, None, :, :]).max(axis=3)
     assert distance.min(axis=2).max() < 1e-5
     # masks drawn at their rate: the input never varies, so mask k's frequency over
@@ -134,14 +141,11 @@ def test_bald_converges_to_the_exact_expectation_over_masks():
     np.testing.assert_allclose(estimate, exact, atol=0.04)
 
 
-def test_batchnorm_stays_in_eval_mode(images):
+def test_zero_dropout_is_rejected(images):
     X, y, _ = images
     model = CNNClassifier(random_state=0, module__dropout=0.0, **TINY).fit(X[:24], y[:24])
-    samples = mc_dropout_proba(model, X[24:], n_samples=3, random_state=0)
-    # no dropout to switch on: every pass is the eval-mode prediction (train-mode
-    # BatchNorm would use the stacked batch's statistics); float32 noise only
-    for t in range(3):
-        np.testing.assert_allclose(samples[:, t], model.predict_proba(X[24:]), atol=1e-6)
+    with pytest.raises(SkalValueError, match="p=0"):
+        mc_dropout_proba(model, X[24:], n_samples=3, random_state=0)
 
 
 def test_same_seed_same_masks_and_no_global_side_effects(images):

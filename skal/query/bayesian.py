@@ -125,8 +125,9 @@ def mc_dropout(module, generator):
     Raises
     ------
     SkalValueError
-        When the module has no dropout layer (MC dropout would return the plain
-        prediction ``T`` times), or only alpha-dropout layers (not supported).
+        When the module has no dropout layer, or only layers with ``p=0`` (MC dropout
+        would return the plain prediction ``T`` times), or only alpha-dropout layers
+        (not supported).
     """
     layers = [m for m in module.modules() if isinstance(m, _DROPOUT)]
     if not layers:
@@ -138,6 +139,12 @@ def mc_dropout(module, generator):
             + "; MC-dropout strategies need nn.Dropout / Dropout1d / Dropout2d / Dropout3d "
             "in the network (skal's SmallCNN has one: module__dropout=0.25). Use "
             "entropy_sampling, or a Committee for ensemble uncertainty.")
+
+    if all(float(m.p) == 0.0 for m in layers):
+        raise SkalValueError(
+            f"Every dropout layer of {type(module).__name__} has p=0, so MC-dropout "
+            "passes would all be the plain prediction; build the network with dropout "
+            "(e.g. module__dropout=0.25 for skal's SmallCNN and ResNet18).")
 
     def hook(layer, args):
         x, *rest = args
