@@ -300,3 +300,34 @@ def test_from_estimator_errors():
         Committee.from_estimator(CNNClassifier(**TINY), n_members=1)
     with pytest.raises(SkalValueError, match="random_state"):
         Committee.from_estimator(Unseeded(), n_members=3)
+
+
+# --------------------------------------------- deep ensemble as a strategy
+from skal.query import DeepEnsemble  # noqa: E402
+from skal.query.registry import strategy_name  # noqa: E402
+
+
+def test_deep_ensemble_strategy_scores_its_members_votes(images):
+    X, y, _ = images
+    strategy = DeepEnsemble(n_members=3, random_state=4)
+    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY), strategy,
+                            X_training=X[:24], y_training=y[:24])
+    idx, _ = learner.query(X[24:], n_instances=5)
+    members = strategy.members_
+    assert members[0] is learner.estimator_ and len(members) == 3
+    assert [m.random_state for m in members[1:]] == [5, 6]
+    votes = np.stack([m.predict(X[24:]) for m in members], axis=1)
+    expected = [entropy([np.mean(v == c) for c in range(3)]) for v in votes]
+    np.testing.assert_allclose(strategy.last_scores_, expected, atol=1e-12)
+    assert len(np.unique(idx)) == 5 and idx.max() < 24
+    again = DeepEnsemble(n_members=3, random_state=4)
+    learner.set_params(query_strategy=again)
+    np.testing.assert_array_equal(learner.query(X[24:], n_instances=5)[0], idx)
+
+
+def test_deep_ensemble_registered_by_measure():
+    assert get_strategy("ensemble_bald").measure == "bald"
+    assert strategy_name(get_strategy("ensemble_bald")) == "ensemble_bald"
+    assert strategy_name(get_strategy("ensemble_vote_entropy")) == "ensemble_vote_entropy"
+    with pytest.raises(SkalValueError, match="measure"):
+        DeepEnsemble(measure="votes")(None, None)

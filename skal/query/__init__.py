@@ -8,6 +8,7 @@ from .aift import AIFT, acft_select, aift_scores
 from .base import multi_argmax, score_pool
 from .bayesian import (bald_committee_sampling, bald_sampling, committee_bald,
                        max_entropy_mc, mc_dropout_proba, variation_ratios)
+from .deep_ensemble import DeepEnsemble
 from .disagreement import (KL_max_disagreement, consensus_entropy,
                            consensus_entropy_sampling, max_disagreement_sampling,
                            vote_entropy, vote_entropy_sampling)
@@ -31,6 +32,7 @@ __all__ = [
     "mc_dropout_proba",
     "committee_bald",
     "bald_committee_sampling",
+    "DeepEnsemble",
     "random_sampling",
     "expected_gradnorm",
     "entropy_gradnorm",
