@@ -236,6 +236,14 @@ def test_bad_parameters_are_rejected_at_query_time(images, params, match):
         strategy(model, X[24:], n_instances=2)
 
 
+def test_augmenter_changing_the_shape_is_rejected(images):
+    X, y, _ = images
+    model = CNNClassifier(random_state=0, **TINY).fit(X[:24], y[:24])
+    crop = AIFT(augmenter=lambda x, generator=None: x[:, :, 2:, 2:])
+    with pytest.raises(SkalValueError, match="same shape"):
+        crop(model, X[24:], n_instances=2)
+
+
 def test_registered_and_clonable():
     strategy = get_strategy("aift")
     assert isinstance(strategy, AIFT)

@@ -29,6 +29,7 @@ import math
 import numbers
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator
 
 from ..data.pool import DEFAULT_BATCH_SIZE
@@ -180,7 +181,13 @@ def _default_augmenter():
 def view_probabilities(model, x, n_views, augmenter, generator):
     """``(n, n_views, n_outputs)`` probabilities of ``n_views`` augmented views of the
     images ``x``, from one batched forward pass over the ``n * n_views`` views."""
-    views = augmenter(repeat_batch(x, n_views), generator=generator)     # view-major
+    stacked = repeat_batch(x, n_views)                                      # view-major
+    views = augmenter(stacked, generator=generator)
+    if not isinstance(views, torch.Tensor) or views.shape != stacked.shape:
+        raise SkalValueError(
+            f"The augmenter returned {type(views).__name__} of shape "
+            f"{tuple(getattr(views, 'shape', ()))} for a batch of shape "
+            f"{tuple(stacked.shape)}; it must return a tensor of the same shape.")
     return split_copies(proba_one_pass(model, views), n_views)
 
 
