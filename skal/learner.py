@@ -13,8 +13,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import accuracy_score
 
-from .data.pool import is_dataset, materialize, pool_length, take
 from . import finetune
+from .data.pool import is_dataset, materialize, pool_length, take
 from .exceptions import NotFittedError, SkalTypeError, SkalValueError
 from .query.base import predicts_label_sets
 from .query.disagreement import vote_entropy_sampling
