@@ -12,10 +12,16 @@ import torch
 from scipy.special import entr
 from torch import nn
 
-from skal import ActiveLearner, CNNClassifier, MultiLabelCNNClassifier, SkalValueError
-from skal.query import bald_sampling, max_entropy_mc, mc_dropout_proba, variation_ratios
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from skal import (ActiveLearner, CNNClassifier, Committee, MultiLabelCNNClassifier,
+                  SkalValueError)
+from skal.bagging import Bootstrapped
+from skal.query import (DeepEnsemble, bald_committee_sampling, bald_sampling, committee_bald,
+                        consensus_entropy_sampling, max_disagreement_sampling, max_entropy_mc,
+                        mc_dropout_proba, variation_ratios, vote_entropy_sampling)
 from skal.query.bayesian import bald, max_entropy, variation_ratio
-from skal.query.registry import get_strategy
+from skal.query.registry import get_strategy, strategy_name
 
 TINY = dict(module__widths=(8,), module__hidden=16, max_epochs=3, min_steps=None,
             augment=None)
@@ -212,13 +218,6 @@ def test_registered():
 
 
 # ------------------------------------------------------------- deep ensembles
-from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
-
-from skal import Committee  # noqa: E402
-from skal.ensemble import Bootstrapped  # noqa: E402
-from skal.query import (bald_committee_sampling, committee_bald,  # noqa: E402
-                        consensus_entropy_sampling, max_disagreement_sampling,
-                        vote_entropy_sampling)
 
 
 @pytest.fixture(scope="module")
@@ -303,8 +302,6 @@ def test_from_estimator_errors():
 
 
 # --------------------------------------------- deep ensemble as a strategy
-from skal.query import DeepEnsemble  # noqa: E402
-from skal.query.registry import strategy_name  # noqa: E402
 
 
 def test_deep_ensemble_strategy_scores_its_members_votes(images):
