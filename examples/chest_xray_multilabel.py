@@ -30,7 +30,7 @@ rng = np.random.default_rng(0)
 start = rng.choice(train, 40, replace=False)
 learner = ActiveLearner(
     MultiLabelCNNClassifier(random_state=0),
-    TDGF(history="lag", lag=2, random_state=0),       # proxy derived from the target
+    TDGF(random_state=0),                             # proxy derived from the target
     X_training=data.X[start], y_training=data.y[start])
 pool = np.setdiff1d(train, start)
 

@@ -13,6 +13,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.metrics import accuracy_score
 
+from . import finetune
 from .data.pool import is_dataset, materialize, pool_length, take
 from .exceptions import NotFittedError, SkalTypeError, SkalValueError
 from .query.base import predicts_label_sets
@@ -152,6 +153,16 @@ class ActiveLearner(_QueryMixin, BaseEstimator):
     X_training, y_training : array-like, optional
         Initial labelled data. The model is fitted on them on first use (``query``,
         ``predict``, ...), so ``__init__`` only stores parameters.
+    finetune_from : {None, "start", "current"}, default=None
+        Continual fine-tuning (Zhou et al., ACFT, MedIA 2021; :mod:`skal.finetune`):
+        each ``teach`` retrains from the start weights (a fresh clone: scratch, or the
+        pre-trained weights the estimator starts from) or continues from the current
+        weights. ``None``: as before (continue only with ``warm_start`` / ``only_new``).
+    finetune_on : {"all", "new", "hq"}, default="all"
+        Train on all labelled data, on the new samples only, or on the new samples plus
+        the labelled samples the current model misclassifies (ACFT's "HQ").
+    finetune_epochs : int or None, default=None
+        Epochs per round (skorch / skal nets); ``None``: the estimator's own.
     **fit_kwargs
         Extra keyword arguments for ``estimator.fit``.
 
@@ -171,11 +182,15 @@ class ActiveLearner(_QueryMixin, BaseEstimator):
     """
 
     def __init__(self, estimator, query_strategy=uncertainty_sampling, X_training=None,
-                 y_training=None, **fit_kwargs):
+                 y_training=None, *, finetune_from=None, finetune_on="all",
+                 finetune_epochs=None, **fit_kwargs):
         self.estimator = estimator
         self.query_strategy = query_strategy
         self.X_training = X_training
         self.y_training = y_training
+        self.finetune_from = finetune_from
+        self.finetune_on = finetune_on
+        self.finetune_epochs = finetune_epochs
         self.fit_kwargs = fit_kwargs
 
     # --------------------------------------------------- scikit-learn params
@@ -333,6 +348,8 @@ class ActiveLearner(_QueryMixin, BaseEstimator):
         return self
 
     def _retrain(self, X_new, y_new, only_new, fit_kwargs):
+        if (self.finetune_from, self.finetune_on, self.finetune_epochs) != (None, "all", None):
+            return finetune.retrain(self, X_new, y_new, only_new, fit_kwargs)
         if only_new:
             estimator = copy.deepcopy(self.estimator_)
             if hasattr(estimator, "partial_fit"):
@@ -379,6 +396,23 @@ class Committee(_QueryMixin, BaseEstimator):
     def __init__(self, learner_list, query_strategy=vote_entropy_sampling):
         self.learner_list = learner_list
         self.query_strategy = query_strategy
+
+    @classmethod
+    def from_estimator(cls, estimator, n_members=5, *, bootstrap=False, n_jobs=None,
+                       random_state=None, query_strategy=vote_entropy_sampling,
+                       X_training=None, y_training=None, **fit_kwargs):
+        """A deep ensemble (Beluch et al. CVPR 2018) of ``n_members`` clones of
+        ``estimator`` with seeds ``random_state + k``; ``bootstrap=True`` also trains
+        each on its own (class-stratified) bootstrap resample of the labelled data
+        (:class:`skal.ensemble.Bootstrapped`). Members are trained in ``n_jobs`` joblib
+        workers (:class:`skal.ensemble.EnsembleCommittee`, a Committee); when
+        ``X_training`` / ``y_training`` are given they are fitted at once. ``fit_kwargs``
+        go to every member's ``fit``."""
+        from .ensemble import committee_from_estimator
+        return committee_from_estimator(
+            estimator, n_members, bootstrap=bootstrap, n_jobs=n_jobs,
+            random_state=random_state, query_strategy=query_strategy,
+            X_training=X_training, y_training=y_training, **fit_kwargs)
 
     def _check_members(self):
         if not isinstance(self.learner_list, (list, tuple)) or not self.learner_list:

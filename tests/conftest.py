@@ -8,6 +8,7 @@ copy; tests that need it skip cleanly when it is absent.
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -42,3 +43,14 @@ def data_file(data_dir):
         return path
 
     return resolve
+
+
+@pytest.fixture(scope="module")
+def tiny_images():
+    """48 random 12x12 images: 3 classes ``y`` and 3 multi-hot labels ``Y``."""
+    rng = np.random.RandomState(0)
+    X = rng.rand(48, 1, 12, 12).astype(np.float32)
+    y = (X[:, 0, :6].mean(axis=(1, 2)) > X[:, 0, 6:].mean(axis=(1, 2))).astype(int)
+    y[::7] = 2
+    Y = np.stack([y == 0, y == 2, X[:, 0].mean(axis=(1, 2)) > 0.5], axis=1).astype(int)
+    return X, y, Y

@@ -128,8 +128,8 @@ def test_stateful_strategy_object_from_the_registry(digits):
     tdgf = pytest.importorskip("skal.query.tdgf")
     X, y, _, _ = digits
     model = alc(query_strategy=tdgf.TDGF(random_state=0), n_queries=1)
-    model.set_params(query_strategy__lag=1)
-    assert model.get_params()["query_strategy__lag"] == 1
+    model.set_params(query_strategy__history="fraction")
+    assert model.get_params()["query_strategy__history"] == "fraction"
     model.fit(X, y)
     assert hasattr(model.learner_.query_strategy, "proxy_")
     assert not hasattr(model.query_strategy, "proxy_")

@@ -259,7 +259,8 @@ def test_get_set_params_with_fit_kwargs(digits):
     learner = ActiveLearner(tiny_net(), uncertainty_sampling, X_training=X[:20],
                             y_training=y[:20], epochs=3)
     params = learner.get_params(deep=False)
-    assert set(params) == {"estimator", "query_strategy", "X_training", "y_training", "epochs"}
+    assert set(params) == {"estimator", "query_strategy", "X_training", "y_training", "epochs",
+                           "finetune_from", "finetune_on", "finetune_epochs"}
     assert params["epochs"] == 3
     deep = learner.get_params(deep=True)
     assert deep["estimator__max_epochs"] == 2

@@ -36,6 +36,9 @@ def final_layer_gradient(model, x, target, multilabel):
             z, torch.tensor(target[None], dtype=torch.float32), reduction="sum")
     else:
         loss = F.cross_entropy(z, torch.tensor([int(target)]))
+    if layer.bias is None:
+        g_w, = torch.autograd.grad(loss, [layer.weight])
+        return g_w.flatten().double()
     g_w, g_b = torch.autograd.grad(loss, [layer.weight, layer.bias])
     return torch.cat([g_w.flatten(), g_b]).double()
 
@@ -88,7 +91,8 @@ def test_tdgf_scores_reject_mismatched_models(images):
 
 def test_history_snapshot_differs_from_final_proxy(images):
     X, y, _ = images
-    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY), TDGF(lag=2, random_state=0),
+    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY),
+                            TDGF(history="lag", lag=2, random_state=0),
                             X_training=X[:30], y_training=y[:30])
     learner.query(X[30:], n_instances=3)
     strategy = learner.query_strategy
@@ -156,7 +160,7 @@ def test_explicit_proxy_with_wrong_outputs_is_rejected(images):
 
 def test_bad_parameters(images):
     X, y, _ = images
-    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY), TDGF(lag=10),
+    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY), TDGF(history="lag", lag=10),
                             X_training=X[:30], y_training=y[:30])
     with pytest.raises(SkalValueError, match="lag"):
         learner.query(X[30:], n_instances=2)
@@ -188,3 +192,91 @@ def test_multilabel_simulation_reports_macro_auroc(images):
                       n_rounds=1, seeds=1, progress=False)
     assert result.metric == "auroc"
     assert np.isfinite(result.scores["auroc"]).all()
+
+
+# ------------------------------------------------- the historical proxy (issue 14)
+def test_fraction_history_is_a_real_stretch_of_training(images):
+    X, y, _ = images
+    strategy = TDGF(history="fraction", history_fraction=0.5, random_state=0)
+    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY), strategy,
+                            X_training=X[:30], y_training=y[:30])
+    learner.query(X[30:], n_instances=3)
+    epochs = len(strategy.proxy_.history)                 # derived proxy: 3 epochs
+    assert epochs == 3
+    assert len(strategy.history_.history) == round(0.5 * epochs) == 2
+    # the final proxy is the snapshot trained further, not another model
+    assert not torch.allclose(strategy.proxy_.final_layer_.weight,
+                              strategy.history_.final_layer_.weight)
+
+
+def test_default_history_is_the_previous_rounds_proxy(images):
+    X, y, _ = images
+    strategy = TDGF(random_state=0)
+    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY), strategy,
+                            X_training=X[:30], y_training=y[:30])
+    idx, X_q = learner.query(X[30:], n_instances=3)
+    # first query: no previous proxy, the half-way snapshot stands in
+    assert len(strategy.history_.history) < len(strategy.proxy_.history)
+    first = strategy.proxy_
+    learner.teach(X_q, y[30:][idx])
+    learner.query(X[30:], n_instances=3)
+    assert strategy.history_ is first
+
+
+def test_lag_without_history_still_works_but_warns(images):
+    X, y, _ = images
+    strategy = TDGF(lag=2, random_state=0)
+    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY), strategy,
+                            X_training=X[:30], y_training=y[:30])
+    with pytest.warns(FutureWarning, match="lag"):
+        learner.query(X[30:], n_instances=3)
+    assert len(strategy.proxy_.history) - len(strategy.history_.history) == 2
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 1.5, True])
+def test_bad_history_fraction(images, fraction):
+    X, y, _ = images
+    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY),
+                            TDGF(history="fraction", history_fraction=fraction),
+                            X_training=X[:30], y_training=y[:30])
+    with pytest.raises(SkalValueError, match="history_fraction"):
+        learner.query(X[30:], n_instances=2)
+
+
+def test_multilabel_pseudo_labels_use_the_targets_threshold(images):
+    X, _, Y = images
+    strategy = TDGF(random_state=0)
+    net = MultiLabelCNNClassifier(random_state=0, threshold=0.7, **TINY)
+    learner = ActiveLearner(net, strategy, X_training=X[:30], y_training=Y[:30])
+    pool = X[30:]
+    learner.query(pool, n_instances=3)
+    proba = learner.estimator_.predict_proba(pool)
+    at_threshold = (proba >= 0.7).astype(int)
+    assert not np.array_equal(at_threshold, (proba >= 0.5).astype(int))  # it matters here
+    np.testing.assert_allclose(
+        strategy.last_scores_,
+        tdgf_scores(strategy.proxy_, strategy.history_, pool, at_threshold), rtol=1e-12)
+
+
+class NoBiasHead(torch.nn.Module):
+    def __init__(self, in_channels=1, n_outputs=2):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(in_channels, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4, n_outputs, bias=False)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+def test_no_bias_term_without_a_bias(images):
+    X, y, _ = images
+    kw = dict(max_epochs=3, min_steps=None, augment=None)
+    proxy = CNNClassifier(NoBiasHead, random_state=0, **kw).fit(X, y)
+    history = CNNClassifier(NoBiasHead, random_state=1, **kw).fit(X, y)
+    y_hat = np.random.RandomState(2).randint(0, 3, len(X))
+    reference = np.array([
+        (final_layer_gradient(proxy, X[i], y_hat[i], False)
+         - final_layer_gradient(history, X[i], y_hat[i], False)).norm().item()
+        for i in range(len(X))])
+    # closed form vs autograd in float32 / float64: 1e-5 relative
+    np.testing.assert_allclose(tdgf_scores(proxy, history, X, y_hat), reference, rtol=1e-5)

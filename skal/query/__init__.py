@@ -4,7 +4,11 @@ A strategy is ``strategy(learner, X_pool, n_instances=1, **kw) -> (indices, scor
 (modAL's convention); measures (``classifier_entropy``, ...) are separate functions.
 """
 
+from .aift import AIFT, acft_select, aift_scores
 from .base import multi_argmax, score_pool
+from .bayesian import (bald_committee_sampling, bald_sampling, committee_bald,
+                       max_entropy_mc, mc_dropout_proba, variation_ratios)
+from .deep_ensemble import DeepEnsemble
 from .disagreement import (KL_max_disagreement, consensus_entropy,
                            consensus_entropy_sampling, max_disagreement_sampling,
                            vote_entropy, vote_entropy_sampling)
@@ -22,6 +26,16 @@ from .uncertainty import (classifier_entropy, classifier_margin, classifier_unce
                           entropy_sampling, margin_sampling, uncertainty_sampling)
 
 __all__ = [
+    "AIFT",
+    "aift_scores",
+    "acft_select",
+    "bald_sampling",
+    "max_entropy_mc",
+    "variation_ratios",
+    "mc_dropout_proba",
+    "committee_bald",
+    "bald_committee_sampling",
+    "DeepEnsemble",
     "random_sampling",
     "expected_gradnorm",
     "entropy_gradnorm",

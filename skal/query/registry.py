@@ -4,6 +4,9 @@ import copy
 import functools
 
 from ..exceptions import SkalValueError
+from .aift import AIFT
+from .bayesian import bald_sampling, max_entropy_mc, variation_ratios
+from .deep_ensemble import DeepEnsemble
 from .diversity import badge_sampling, coreset_sampling
 from .gradnorm import entropy_gradnorm, expected_gradnorm
 from .probcover import ProbCover
@@ -33,6 +36,12 @@ STRATEGIES = {
     "typiclust": TypiClust(),
     "probcover": ProbCover(),
     "typiclust_then_margin": TypiclustThenMargin(),
+    "aift": AIFT(),
+    "bald": bald_sampling,
+    "max_entropy_mc": max_entropy_mc,
+    "variation_ratios": variation_ratios,
+    "ensemble_vote_entropy": DeepEnsemble(measure="vote_entropy"),
+    "ensemble_bald": DeepEnsemble(measure="bald"),
 }
 
 
@@ -52,13 +61,18 @@ def strategy_name(strategy):
     """A readable name: the registry key, the function name, or the class name."""
     if isinstance(strategy, str):
         return strategy
+    same_class = None
     for key, value in STRATEGIES.items():
         if value is strategy and key != "least_confidence":
             return key
         if hasattr(value, "get_params") and type(value) is type(strategy):
-            return key
+            if value.get_params() == strategy.get_params():
+                return key
+            same_class = same_class or key
         if _same_partial(value, strategy):
             return key
+    if same_class is not None:
+        return same_class
     if isinstance(strategy, functools.partial):
         arguments = [repr(a) for a in strategy.args]
         arguments += [f"{k}={v!r}" for k, v in strategy.keywords.items()]

@@ -5,16 +5,21 @@ Flow in Thoracic Disease Diagnosis", IEEE JBHI 2025. Only the abstract is public
 definition follows skal's ALGORITHMS.md section 4:
 
 * each round a cheap *proxy* model and a *historical proxy* are trained on the labelled
-  set; the historical proxy is the proxy's snapshot ``lag`` epochs before the end of its
-  training this round (``history="lag"``, default) or the previous round's proxy
-  (``history="previous_round"``) *(choice)*;
+  set; the historical proxy is the proxy at an earlier point of training that is a real
+  stretch of it *(choice)*: its snapshot after ``history_fraction`` of this round's
+  epochs (``history="fraction"``), or the previous round's proxy
+  (``history="previous_round"``, default: see the class docstring). ``history="lag"``
+  (a snapshot ``lag`` epochs before the end) is kept for compatibility: with a handful
+  of labels an epoch is one optimizer step, so its "temporal difference" is one step;
 * the surrogate gradient flow of a sample is the closed-form gradient of the loss with
   respect to the final fully-connected layer, ``G(x) = [a h^T, a]`` with
   ``a = p - y_hat`` (:func:`skal.grad.logit_gradient`), where ``y_hat`` is the *target*
-  model's hard prediction (multi-label: thresholded at 0.5; a one-vs-rest model fitted
-  on 1-d labels: its predicted class, binarized as the model's targets);
+  model's hard prediction (multi-label: thresholded at the target's ``threshold``; a
+  one-vs-rest model fitted on 1-d labels: its predicted class, binarized as the model's
+  targets);
 * the score is ``TDGF(x) = ||G_proxy(x) - G_hist(x)||_F``, computed without forming
-  matrices: ``||a1||^2 ||h1||^2 + ||a2||^2 ||h2||^2 - 2 (a1.a2)(h1.h2) + ||a1 - a2||^2``.
+  matrices: ``||a1||^2 ||h1||^2 + ||a2||^2 ||h2||^2 - 2 (a1.a2)(h1.h2) + ||a1 - a2||^2``,
+  the last (bias) term only when the final layer has a bias.
 
 Cost per unlabelled sample: two proxy forward passes (plus the target's, for the pseudo
 label) and O(C d); no backward pass.
@@ -22,6 +27,8 @@ label) and O(C d); no backward pass.
 
 import copy
 import inspect
+import numbers
+import warnings
 
 import numpy as np
 import torch
@@ -36,6 +43,9 @@ from .base import (fitted_estimator, labelled_data, multi_argmax, predicts_label
                    score_pool, subset_positions)
 
 __all__ = ["TDGF", "tdgf_scores", "tdgf_statistics", "derive_proxy"]
+
+_HISTORIES = ("fraction", "previous_round", "lag")
+_DEFAULT_HISTORY = "previous_round"
 
 
 def _head_outputs(model, batch):
@@ -94,7 +104,7 @@ def tdgf_statistics(proxy, history, batch):
     return torch.cat(parts, 1).cpu().numpy()
 
 
-def _combine(stats, y_hat, multilabel):
+def _combine(stats, y_hat, multilabel, bias=True):
     """TDGF scores from :func:`tdgf_statistics` and pseudo-labels."""
     hh1, hh2, h12 = stats[:, 0], stats[:, 1], stats[:, 2]
     rest = stats[:, 3:]
@@ -112,15 +122,22 @@ def _combine(stats, y_hat, multilabel):
         y_hat = np.asarray(y_hat, dtype=np.int64)
         A1, A2, D = sq1[rows, y_hat], sq2[rows, y_hat], dot[rows, y_hat]
     # ||G1 - G2||^2 = ||a1||^2||h1||^2 + ||a2||^2||h2||^2 - 2(a1.a2)(h1.h2) + ||a1 - a2||^2
-    squared = A1 * hh1 + A2 * hh2 - 2.0 * D * h12 + (A1 + A2 - 2.0 * D)
+    squared = A1 * hh1 + A2 * hh2 - 2.0 * D * h12
+    if bias:                                 # the bias gradient a1 - a2
+        squared = squared + (A1 + A2 - 2.0 * D)
     return np.sqrt(np.clip(squared, 0.0, None))
+
+
+def _has_bias(model):
+    return getattr(model.final_layer_, "bias", None) is not None
 
 
 def _encoded_prediction(target, proba):
     if not getattr(target, "_multilabel", False):
         return proba.argmax(axis=1)
     if predicts_label_sets(target):
-        return (proba >= 0.5).astype(np.int64)
+        threshold = np.asarray(getattr(target, "threshold", 0.5), dtype=np.float64)
+        return (proba >= threshold).astype(np.int64)
     # one-vs-rest on 1-d labels: the predicted class, binarized as the sigmoid outputs
     # are trained (one output for two classes)
     return one_vs_rest_targets(proba.argmax(axis=1), proba.shape[1]).astype(np.int64)
@@ -152,7 +169,7 @@ def tdgf_scores(proxy, history, X, y_hat, batch_size=None):
         raise SkalValueError(f"y_hat has shape {y_hat.shape}; expected {expected}.")
     if not multilabel and (y_hat.min() < 0 or y_hat.max() >= proxy.n_outputs_):
         raise SkalValueError("y_hat holds class positions outside the proxy's outputs.")
-    return _combine(stats, y_hat, multilabel)
+    return _combine(stats, y_hat, multilabel, _has_bias(proxy))
 
 
 def _module_accepts(module, name):
@@ -192,12 +209,24 @@ class TDGF(BaseEstimator):
     proxy : skal classifier or None
         The proxy model (cloned before each fit). ``None`` derives a cheaper one from the
         target (:func:`derive_proxy`).
-    history : {"lag", "previous_round"}
-        ``"lag"``: the proxy's snapshot ``lag`` epochs before the end of its training
-        this round. ``"previous_round"``: the proxy of the previous query (the first
-        query, having none, uses the ``"lag"`` snapshot).
-    lag : int, default=1
-        Epochs between the historical snapshot and the final proxy.
+    history : {"fraction", "previous_round", "lag"} or None, default=None
+        The historical proxy, an earlier point of the proxy's training. ``None``: the
+        default variant, ``"previous_round"`` (or ``"lag"`` when ``lag`` is given, as
+        before; deprecated).
+        ``"fraction"``: its snapshot after ``history_fraction`` of this round's epochs.
+        ``"previous_round"``: the proxy of the previous query (the first query, having
+        none, uses the ``"fraction"`` snapshot). ``"lag"`` (kept for compatibility, not
+        recommended): the snapshot ``lag`` epochs before the end; with a few labels an
+        epoch is a single optimizer step, so the difference measured is one step's.
+        The default is the variant measured best on PneumoniaMNIST
+        (``benchmarks/tdgf_history.py``, ``docs/aift_bald.md``).
+    lag : int or None, default=None
+        Epochs between the snapshot and the final proxy (``history="lag"`` only; ``None``
+        means 1). Deprecated: passing it without ``history`` selects ``"lag"`` with a
+        ``FutureWarning``.
+    history_fraction : float in (0, 1), default=0.5
+        Fraction of the proxy's epochs after which the snapshot is taken
+        (``history="fraction"``, and the first query of ``"previous_round"``).
     subset : int or None
         Score only a random subset of the pool of this size (``None``: the whole pool).
     random_state : int or None
@@ -211,48 +240,79 @@ class TDGF(BaseEstimator):
     last_scores_ : ndarray, the scores of the last query (of the scored candidates).
     """
 
-    def __init__(self, proxy=None, history="lag", lag=1, subset=None, random_state=None,
-                 batch_size=None):
+    def __init__(self, proxy=None, history=None, lag=None, history_fraction=0.5,
+                 subset=None, random_state=None, batch_size=None):
         self.proxy = proxy
         self.history = history
         self.lag = lag
+        self.history_fraction = history_fraction
         self.subset = subset
         self.random_state = random_state
         self.batch_size = batch_size
 
     def _validate(self):
-        if self.history not in ("lag", "previous_round"):
+        """Check the parameters; returns ``(history, lag)`` resolved."""
+        history, lag = self.history, self.lag
+        if history is None:
+            if lag is not None:
+                warnings.warn(
+                    "TDGF(lag=...) without history= selects the 'lag' history, whose "
+                    "temporal difference is a single optimizer step with few labels; it "
+                    "is deprecated. Pass history='lag' explicitly to keep it, or use the "
+                    f"default ({_DEFAULT_HISTORY!r}).", FutureWarning, stacklevel=3)
+            history = "lag" if lag is not None else _DEFAULT_HISTORY
+        if history not in _HISTORIES:
             raise SkalValueError(
-                f"history must be 'lag' or 'previous_round'; got {self.history!r}.")
-        if isinstance(self.lag, bool) or not isinstance(self.lag, (int, np.integer)) or self.lag < 1:
-            raise SkalValueError(f"lag must be a positive integer; got {self.lag!r}.")
+                f"history must be one of {_HISTORIES} or None; got {history!r}.")
+        lag = 1 if lag is None else lag
+        if isinstance(lag, bool) or not isinstance(lag, (int, np.integer)) or lag < 1:
+            raise SkalValueError(f"lag must be a positive integer; got {lag!r}.")
+        fraction = self.history_fraction
+        if (isinstance(fraction, bool) or not isinstance(fraction, numbers.Real)
+                or not 0.0 < float(fraction) < 1.0):
+            raise SkalValueError(
+                f"history_fraction must be a fraction of the proxy's training in (0, 1); "
+                f"got {fraction!r}.")
+        return history, lag
 
-    def _fit_proxies(self, target, X, y, seed):
+    def _snapshot_epochs(self, epochs, history, lag):
+        """Epochs of the proxy's training before the historical snapshot."""
+        if history == "lag":
+            if lag >= epochs:
+                raise SkalValueError(
+                    f"lag={lag} must be smaller than the proxy's {epochs} training epochs.")
+            return epochs - lag
+        if epochs < 2:
+            raise SkalValueError(
+                f"The proxy trains {epochs} epoch; a historical snapshot needs at least 2 "
+                "(raise the proxy's max_epochs).")
+        return min(epochs - 1, max(1, int(round(self.history_fraction * epochs))))
+
+    def _fit_proxies(self, target, X, y, seed, history_kind, lag):
         proxy = derive_proxy(target) if self.proxy is None else clone(self.proxy)
         if "random_state" in proxy.get_params(deep=False) and seed is not None:
             proxy.set_params(random_state=seed)
         epochs = proxy._epochs_for(len(y))
-        if self.lag >= epochs:
-            raise SkalValueError(
-                f"lag={self.lag} must be smaller than the proxy's {epochs} training epochs.")
-        proxy.fit(X, y, epochs=epochs - self.lag)
+        before = self._snapshot_epochs(epochs, history_kind, lag)
+        proxy.fit(X, y, epochs=before)
         snapshot = copy.deepcopy(proxy)
-        proxy.partial_fit(X, y, epochs=self.lag)
+        proxy.partial_fit(X, y, epochs=epochs - before)
         history = snapshot
-        if self.history == "previous_round" and getattr(self, "proxy_", None) is not None:
+        if history_kind == "previous_round" and getattr(self, "proxy_", None) is not None:
             if self.proxy_.n_outputs_ == proxy.n_outputs_:
                 history = self.proxy_
         return proxy, history
 
     def __call__(self, learner, X_pool, n_instances=1, *, random_state=None, **_):
         """Select ``n_instances`` pool samples; returns ``(indices, scores)``."""
-        self._validate()
+        history_kind, lag = self._validate()
         target = fitted_estimator(learner)
         if not hasattr(target, "iter_head_outputs"):
             raise SkalTypeError("TDGF needs a skal classifier as the learner's estimator.")
         X_lab, y_lab = labelled_data(learner)
         seed_source = self.random_state if self.random_state is not None else random_state
-        proxy, history = self._fit_proxies(target, X_lab, y_lab, resolve_seed(seed_source))
+        proxy, history = self._fit_proxies(target, X_lab, y_lab, resolve_seed(seed_source),
+                                           history_kind, lag)
         multilabel = _check_pair(proxy, history)
         if proxy.n_outputs_ != target.n_outputs_:
             raise SkalValueError(
@@ -271,8 +331,9 @@ class TDGF(BaseEstimator):
         def score_batch(batch):
             stats = tdgf_statistics(proxy, history, batch)
             y_hat = _encoded_prediction(target, target.predict_proba(batch))
-            return _combine(stats, y_hat, multilabel)
+            return _combine(stats, y_hat, multilabel, bias)
 
+        bias = _has_bias(proxy)
         scores = score_pool(score_batch, pool, self.batch_size)
         picked, values = multi_argmax(scores, min(n_instances, len(candidates)), random_state)
         self.proxy_, self.history_, self.last_scores_ = proxy, history, scores
