@@ -286,7 +286,7 @@ def test_failed_member_restores_all(flat_digits, failing_position):
         np.testing.assert_array_equal(member.X_training_, X[:20])
     np.testing.assert_array_equal(committee.predict_proba(pool), before_proba)
     # still usable afterwards
-    committee.learner_list[failing_position].estimator.limit = 1000
+    committee.learner_list[failing_position].set_params(estimator__limit=1000)
     committee.teach(X[20:25], y[20:25])
     assert all(len(m.X_training_) == 25 for m in members)
 

@@ -234,8 +234,9 @@ def test_lazy_initial_fit(digits):
     assert learner.X_training is not None and learner.X_training.shape == (20, 1, 8, 8)
     learner.predict(X[:3])
     assert hasattr(learner, "estimator_")
-    assert learner.estimator_ is not learner.estimator
-    assert not hasattr(learner.estimator, "module_")     # the template is untouched
+    template = learner.get_params()["estimator"]
+    assert learner.estimator is learner.estimator_        # modAL's name: the fitted model
+    assert not hasattr(template, "module_")               # the template is untouched
     assert len(learner.X_training_) == 20
 
 
@@ -259,7 +260,8 @@ def test_get_set_params_with_fit_kwargs(digits):
     learner = ActiveLearner(tiny_net(), uncertainty_sampling, X_training=X[:20],
                             y_training=y[:20], epochs=3)
     params = learner.get_params(deep=False)
-    assert set(params) == {"estimator", "query_strategy", "X_training", "y_training", "epochs"}
+    assert set(params) == {"estimator", "query_strategy", "X_training", "y_training",
+                           "bootstrap_init", "on_transformed", "random_state", "epochs"}
     assert params["epochs"] == 3
     deep = learner.get_params(deep=True)
     assert deep["estimator__max_epochs"] == 2
@@ -290,9 +292,10 @@ def test_clone_keeps_params_and_is_unfitted(digits):
     assert not hasattr(cloned, "estimator_")
     assert cloned.query_strategy is margin_sampling
     assert cloned.fit_kwargs == {"epochs": 2}
-    assert cloned.estimator is not learner.estimator
-    assert cloned.estimator.get_params()["module__widths"] == (8,)
-    assert not hasattr(cloned, "_X_buffer")
+    template = cloned.get_params()["estimator"]
+    assert template is not learner.get_params()["estimator"]
+    assert template.get_params()["module__widths"] == (8,)
+    assert not hasattr(template, "module_")
     # the clone is lazily fitted on the original initial data, not on taught samples
     assert len(cloned.X_training_) == 20
 

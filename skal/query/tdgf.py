@@ -51,7 +51,7 @@ def _check_pair(proxy, history):
                 f"{name} must be a fitted skal classifier (CNNClassifier or "
                 f"MultiLabelCNNClassifier); got {type(model).__name__}."
             )
-        if not hasattr(model, "final_layer_name_"):
+        if not hasattr(model, "final_layer_"):     # NotFittedError is an AttributeError
             raise NotFittedError(f"The {name} model is not fitted.")
     if proxy.n_outputs_ != history.n_outputs_:
         raise SkalValueError(
@@ -231,7 +231,7 @@ class TDGF(BaseEstimator):
         proxy = derive_proxy(target) if self.proxy is None else clone(self.proxy)
         if "random_state" in proxy.get_params(deep=False) and seed is not None:
             proxy.set_params(random_state=seed)
-        epochs = proxy._epochs_for(len(y))
+        epochs = proxy.epochs_for(len(y))
         if self.lag >= epochs:
             raise SkalValueError(
                 f"lag={self.lag} must be smaller than the proxy's {epochs} training epochs.")
