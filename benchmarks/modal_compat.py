@@ -39,8 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 # (bayesian_optimization*), Keras models (keras_integration,
 # deep_bayesian_active_learning: Keras is not installed), runtime_comparison (needs
 # libact/acton/alp), information_density (no learner).
-# 250x250 instead of 500x500 pixels to classify (the shape is still 50 px from the edge)
-_SMALL_IMAGE = [(r"im_width = 500", "im_width = 250"), (r"im_height = 500", "im_height = 250"),
+# 150x150 instead of 500x500 pixels to classify (the shape is still 50 px from the edge)
+_SMALL_IMAGE = [(r"im_width = 500", "im_width = 150"), (r"im_height = 500", "im_height = 150"),
                 (r"\b100:", "50:"), (r"- 100\]", "- 50]"), (r"- 100,", "- 50,")]
 
 EXAMPLES = {
@@ -63,7 +63,7 @@ EXAMPLES = {
                               (r"max_epochs=\d+", "max_epochs=2")],
     "query_by_committee.py": [],
     "ranked_batch_mode.py": [],
-    "shape_learning.py": [(r"n_queries = 100", "n_queries = 20"), *_SMALL_IMAGE],
+    "shape_learning.py": [(r"n_queries = 100", "n_queries = 10"), *_SMALL_IMAGE],
     "sklearn_workflow.py": [],
     "stream-based_sampling.py": _SMALL_IMAGE,
 }

@@ -32,8 +32,8 @@ from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
 from ..grad import logit_gradient
 from ..nets.multilabel import one_vs_rest_targets
 from ..utils.seeding import resolve_seed
-from .base import (fitted_estimator, labelled_data, multi_argmax, predicts_label_sets,
-                   score_pool, subset_positions)
+from .base import (fitted_estimator, is_multilabel, labelled_data, multi_argmax,
+                   predicts_label_sets, score_pool, subset_positions)
 
 __all__ = ["TDGF", "tdgf_scores", "tdgf_statistics", "derive_proxy"]
 
@@ -57,7 +57,7 @@ def _check_pair(proxy, history):
         raise SkalValueError(
             f"proxy has {proxy.n_outputs_} outputs but history has {history.n_outputs_}."
         )
-    return bool(getattr(proxy, "_multilabel", False))
+    return is_multilabel(proxy)
 
 
 def tdgf_statistics(proxy, history, batch):
@@ -117,7 +117,7 @@ def _combine(stats, y_hat, multilabel):
 
 
 def _encoded_prediction(target, proba):
-    if not getattr(target, "_multilabel", False):
+    if not is_multilabel(target):
         return proba.argmax(axis=1)
     if predicts_label_sets(target):
         return (proba >= 0.5).astype(np.int64)
