@@ -116,12 +116,18 @@ def _check_query_indices(indices, n_pool, n_instances, strategy):
     return indices.astype(np.intp)
 
 
-def _given_n_instances(query_args, query_kwargs):
-    """The ``n_instances`` the caller gave to ``query`` (first extra positional argument,
-    as in modAL, or keyword), or None."""
+def _given_n_instances(strategy, query_args, query_kwargs):
+    """The ``n_instances`` the caller gave to ``query`` (by keyword, or positionally
+    where the strategy's signature has ``n_instances``), or None."""
     if "n_instances" in query_kwargs:
         return query_kwargs["n_instances"]
-    return query_args[0] if query_args else None
+    if not query_args:
+        return None
+    try:
+        bound = inspect.signature(strategy).bind_partial(None, None, *query_args)
+    except (TypeError, ValueError):
+        return None
+    return bound.arguments.get("n_instances")
 
 
 class _QueryMixin:
@@ -186,7 +192,7 @@ class _QueryMixin:
         self._prepare(required=False)
         X_pool = check_images(X_pool, name="X_pool", ndims=_POOL_NDIMS, check_values=False)
         n_pool = pool_length(X_pool)
-        n_instances = _given_n_instances(query_args, query_kwargs)
+        n_instances = _given_n_instances(self.query_strategy, query_args, query_kwargs)
         if n_instances is not None or n_pool == 0:
             n_instances = check_n_instances(1 if n_instances is None else n_instances, n_pool)
         result = self.query_strategy(self, X_pool, *query_args, **query_kwargs)

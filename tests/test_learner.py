@@ -521,6 +521,13 @@ def test_strategy_receives_exactly_the_callers_arguments(digits):
     assert index == 3
     np.testing.assert_array_equal(row, X[23])
 
+    def k_and_n(learner, X_pool, K=1, N=1):            # positional args of its own
+        return np.arange(K + N)
+
+    learner.query_strategy = k_and_n
+    indices, _ = learner.query(X[20:30], 2, 3)
+    np.testing.assert_array_equal(indices, np.arange(5))
+
 
 @pytest.mark.parametrize("where", ["init", "teach"])
 def test_modal_only_arguments_name_the_skal_way(digits, where):
