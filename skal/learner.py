@@ -716,15 +716,18 @@ class Committee(_QueryMixin, BaseEstimator):
         return self.learner_list[index]
 
     def __sklearn_is_fitted__(self):
-        return all(_is_fitted(m) if isinstance(m, ActiveLearner) else True
-                   for m in self.learner_list)
+        # ready to predict: every member has a model, or initial data to fit on first
+        # use (so a committee can be the fitted estimator of an ActiveLearner, as in
+        # modAL's ensemble example)
+        return all(_is_fitted(m) or m.get_params(deep=False)["X_training"] is not None
+                   if isinstance(m, ActiveLearner) else True for m in self.learner_list)
 
     def _prepare(self, required=True):
         members = self._check_members()
         for member in members:
             if isinstance(member, ActiveLearner):
                 member._prepare(required=required)
-        if required or self.__sklearn_is_fitted__():
+        if required or all(_is_fitted(m) for m in members if isinstance(m, ActiveLearner)):
             self._check_tasks()
         return members
 

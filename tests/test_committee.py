@@ -358,3 +358,16 @@ def test_members_of_different_tasks_are_an_error(images):
                             y_training=np.where(y[:30] == 1, "yes", "no"))
     with pytest.raises(SkalValueError, match="different kinds"):
         Committee([single, strings]).predict(X[40:50])
+
+
+def test_committee_as_the_estimator_of_a_learner(flat_digits):
+    X, y = flat_digits
+    committee = Committee(_members(X, y))                # members fit on first use
+    learner = ActiveLearner(committee)
+    indices, _ = learner.query(X[100:140], n_instances=2)
+    np.testing.assert_allclose(learner.predict_proba(X[100:140]),
+                               committee.predict_proba(X[100:140]), atol=1e-12)
+    # its first labels: the committee is refitted on them (as modAL does)
+    learner.teach(X[140:150], y[140:150])
+    assert len(learner.X_training) == 10
+    assert all(len(m.X_training) == 10 for m in learner.estimator)
