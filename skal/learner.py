@@ -15,10 +15,8 @@ import inspect
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 from sklearn.metrics import accuracy_score
 from sklearn.pipeline import Pipeline
-from sklearn.utils.validation import check_is_fitted
 
 from .data.pool import is_dataset, materialize, pool_length, take
 from .exceptions import NotFittedError, SkalTypeError, SkalValueError
@@ -63,14 +61,16 @@ def _check_fit_kwargs(fit_kwargs, where):
 
 
 def _is_fitted(estimator):
-    """Whether ``estimator`` is a fitted model (scikit-learn's ``check_is_fitted``)."""
-    if estimator is None or isinstance(estimator, type):
+    """Whether ``estimator`` is a fitted model, by scikit-learn's rule (its
+    ``__sklearn_is_fitted__``, else a learned attribute ending in ``_``) without
+    requiring scikit-learn's tags (modAL-era and duck-typed estimators lack them)."""
+    if estimator is None or isinstance(estimator, type) or not hasattr(estimator, "fit"):
         return False
-    try:
-        check_is_fitted(estimator)
-    except (_SklearnNotFittedError, TypeError):
-        return False
-    return True
+    is_fitted = getattr(estimator, "__sklearn_is_fitted__", None)
+    if callable(is_fitted):
+        return bool(is_fitted())
+    return any(name.endswith("_") and not name.startswith("__")
+               for name in getattr(estimator, "__dict__", {}))
 
 
 def _read_only(array):
