@@ -44,8 +44,9 @@ class EnsembleCommittee(Committee):
     n_jobs : int or None
     """
 
-    def __init__(self, learner_list, query_strategy=vote_entropy_sampling, n_jobs=None):
-        super().__init__(learner_list, query_strategy)
+    def __init__(self, learner_list, query_strategy=vote_entropy_sampling,
+                 on_transformed=False, n_jobs=None):
+        super().__init__(learner_list, query_strategy, on_transformed=on_transformed)
         self.n_jobs = n_jobs
 
     def _all_members(self, method):

@@ -103,9 +103,10 @@ def retrain(learner, X_new, y_new, only_new, fit_kwargs):
     ``only_new=True`` (``teach``'s argument) means ``finetune_on="new"`` and, unless
     ``finetune_from`` says otherwise, continuing from the current weights.
     """
+    # the template as given (``learner.estimator`` reads the fitted model, as in modAL)
+    template = learner.get_params(deep=False)["estimator"]
     finetune_from, finetune_on, epochs = check_policy(
-        learner.finetune_from, learner.finetune_on, learner.finetune_epochs,
-        learner.estimator)
+        learner.finetune_from, learner.finetune_on, learner.finetune_epochs, template)
     current = learner.estimator_
     if only_new:
         finetune_on = "new"
@@ -117,7 +118,7 @@ def retrain(learner, X_new, y_new, only_new, fit_kwargs):
     if epochs is not None:
         fit_kwargs = {**fit_kwargs, "epochs": int(epochs)}
     if not continuing:
-        return clone(learner.estimator, safe=False).fit(X, y, **fit_kwargs)
+        return clone(template, safe=False).fit(X, y, **fit_kwargs)
     _check_classes(current, y)
     model = copy.deepcopy(current)
     if getattr(model, "warm_start", False) or not hasattr(model, "partial_fit"):

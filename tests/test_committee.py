@@ -286,7 +286,7 @@ def test_failed_member_restores_all(flat_digits, failing_position):
         np.testing.assert_array_equal(member.X_training_, X[:20])
     np.testing.assert_array_equal(committee.predict_proba(pool), before_proba)
     # still usable afterwards
-    committee.learner_list[failing_position].estimator.limit = 1000
+    committee.learner_list[failing_position].set_params(estimator__limit=1000)
     committee.teach(X[20:25], y[20:25])
     assert all(len(m.X_training_) == 25 for m in members)
 
@@ -296,3 +296,78 @@ def test_bad_members():
         Committee([]).predict_proba(np.zeros((2, 4)))
     with pytest.raises(SkalTypeError):
         Committee([LogisticRegression()]).predict_proba(np.zeros((2, 4)))
+
+
+# ------------------------------------------------- modAL's habits (issue 12)
+def test_committee_is_a_sequence_of_its_members(lr_committee):
+    members = lr_committee.learner_list
+    assert len(lr_committee) == 3
+    assert list(lr_committee) == members
+    assert lr_committee[1] is members[1] and lr_committee[-1] is members[2]
+    assert lr_committee.n_classes_ == 3
+
+
+def _members(X, y, n=3, **kw):
+    return [ActiveLearner(LogisticRegression(max_iter=300), X_training=X[:30],
+                          y_training=y[:30], random_state=seed, **kw) for seed in range(n)]
+
+
+def test_bagging_each_member_its_own_resample(flat_digits):
+    X, y = flat_digits
+    committee = Committee(_members(X, y, bootstrap_init=True))
+    P = committee.vote_proba(X[100:120])
+    assert not np.allclose(P[:, 0], P[:, 1]), "different resamples, different members"
+    # a member's model is a fit on a resample of its data: not the fit on all of it
+    full = LogisticRegression(max_iter=300).fit(X[:30], y[:30]).predict_proba(X[100:120])
+    assert not np.allclose(P[:, 0], full)
+    committee.teach(X[30:35], y[30:35], bootstrap=True)
+    assert all(len(m.X_training) == 35 for m in committee)
+    before = committee.vote_proba(X[100:120])
+    committee.rebag()
+    assert all(len(m.X_training) == 35 for m in committee)
+    assert not np.allclose(committee.vote_proba(X[100:120]), before)
+
+
+def test_same_member_twice_is_an_error(flat_digits):
+    X, y = flat_digits
+    member = _members(X, y, n=1)[0]
+    committee = Committee([member, member])
+    with pytest.raises(SkalValueError, match="same learner at positions 0 and 1"):
+        committee.teach(X[30:32], y[30:32])
+    assert len(member.X_training) == 30                  # not taught (twice or at all)
+    with pytest.raises(SkalValueError, match="same learner"):
+        committee.predict(X[:2])
+
+
+def test_members_of_different_tasks_are_an_error(images):
+    X, y = images
+    Y = np.stack([y, 1 - y], axis=1)
+    single = ActiveLearner(CNNClassifier(**TINY, random_state=0), X_training=X[:30],
+                           y_training=y[:30])
+    multi = ActiveLearner(MultiLabelCNNClassifier(**TINY, random_state=0), X_training=X[:30],
+                          y_training=Y[:30])
+    with pytest.raises(SkalValueError, match="same task"):
+        Committee([single, multi]).predict(X[40:50])
+    with pytest.raises(SkalValueError, match="same task"):
+        Committee([multi, single]).query(X[40:50], n_instances=2)
+    three = ActiveLearner(MultiLabelCNNClassifier(**TINY, random_state=0), X_training=X[:30],
+                          y_training=np.c_[Y[:30], y[:30]])
+    with pytest.raises(SkalValueError, match="numbers of labels"):
+        Committee([multi, three]).vote_proba(X[40:50])
+    strings = ActiveLearner(CNNClassifier(**TINY, random_state=0), X_training=X[:30],
+                            y_training=np.where(y[:30] == 1, "yes", "no"))
+    with pytest.raises(SkalValueError, match="different kinds"):
+        Committee([single, strings]).predict(X[40:50])
+
+
+def test_committee_as_the_estimator_of_a_learner(flat_digits):
+    X, y = flat_digits
+    committee = Committee(_members(X, y))                # members fit on first use
+    learner = ActiveLearner(committee)
+    indices, _ = learner.query(X[100:140], n_instances=2)
+    np.testing.assert_allclose(learner.predict_proba(X[100:140]),
+                               committee.predict_proba(X[100:140]), atol=1e-12)
+    # its first labels: the committee is refitted on them (as modAL does)
+    learner.teach(X[140:150], y[140:150])
+    assert len(learner.X_training) == 10
+    assert all(len(m.X_training) == 10 for m in learner.estimator)

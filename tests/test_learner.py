@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 
@@ -234,8 +235,9 @@ def test_lazy_initial_fit(digits):
     assert learner.X_training is not None and learner.X_training.shape == (20, 1, 8, 8)
     learner.predict(X[:3])
     assert hasattr(learner, "estimator_")
-    assert learner.estimator_ is not learner.estimator
-    assert not hasattr(learner.estimator, "module_")     # the template is untouched
+    template = learner.get_params()["estimator"]
+    assert learner.estimator is learner.estimator_        # modAL's name: the fitted model
+    assert not hasattr(template, "module_")               # the template is untouched
     assert len(learner.X_training_) == 20
 
 
@@ -259,7 +261,8 @@ def test_get_set_params_with_fit_kwargs(digits):
     learner = ActiveLearner(tiny_net(), uncertainty_sampling, X_training=X[:20],
                             y_training=y[:20], epochs=3)
     params = learner.get_params(deep=False)
-    assert set(params) == {"estimator", "query_strategy", "X_training", "y_training", "epochs",
+    assert set(params) == {"estimator", "query_strategy", "X_training", "y_training",
+                           "bootstrap_init", "on_transformed", "random_state", "epochs",
                            "finetune_from", "finetune_on", "finetune_epochs"}
     assert params["epochs"] == 3
     deep = learner.get_params(deep=True)
@@ -291,9 +294,10 @@ def test_clone_keeps_params_and_is_unfitted(digits):
     assert not hasattr(cloned, "estimator_")
     assert cloned.query_strategy is margin_sampling
     assert cloned.fit_kwargs == {"epochs": 2}
-    assert cloned.estimator is not learner.estimator
-    assert cloned.estimator.get_params()["module__widths"] == (8,)
-    assert not hasattr(cloned, "_X_buffer")
+    template = cloned.get_params()["estimator"]
+    assert template is not learner.get_params()["estimator"]
+    assert template.get_params()["module__widths"] == (8,)
+    assert not hasattr(template, "module_")
     # the clone is lazily fitted on the original initial data, not on taught samples
     assert len(cloned.X_training_) == 20
 
@@ -419,3 +423,242 @@ def test_one_vs_rest_multilabel_net_in_learner(digits):
                                rtol=1e-5)
     with pytest.raises(SkalValueError, match="never seen before"):
         learner.teach(pool[:2], ["odd", "seven"], only_new=True)
+
+
+# ---------------------------------------------- modAL's names and habits (issue 12)
+def flat(digits, n=None):
+    X, y = digits
+    return X.reshape(len(X), -1)[:n], y[:n]
+
+
+def test_training_names_read_all_labelled_data_and_params_stay(digits):
+    X, y = flat(digits)
+    learner = ActiveLearner(LogisticRegression(max_iter=200), X_training=X[:10],
+                            y_training=y[:10])
+    learner.teach(X[10:14], y[10:14])
+    learner.teach(X[14:15], y[14:15])
+    # modAL's names: every labelled sample, in order
+    np.testing.assert_array_equal(learner.X_training, X[:15])
+    np.testing.assert_array_equal(learner.y_training, y[:15])
+    with pytest.raises(ValueError):          # read-only: only teach changes them
+        learner.X_training[0, 0] = 1.0
+    # scikit-learn's names: the constructor values, untouched
+    params = learner.get_params(deep=False)
+    assert params["X_training"].shape[0] == 10 and params["y_training"].shape[0] == 10
+    assert len(clone(learner).X_training) == 10
+
+
+def test_estimator_reads_as_the_fitted_model(digits):
+    X, y = flat(digits)
+    template = LogisticRegression(max_iter=200)
+    learner = ActiveLearner(template, X_training=X[:20], y_training=y[:20])
+    model = learner.estimator                         # fits lazily, as predict would
+    assert model is learner.estimator_ and model is not template
+    np.testing.assert_array_equal(model.predict(X[50:60]), learner.predict(X[50:60]))
+    assert not hasattr(template, "coef_")             # the template is never trained
+    assert learner.get_params()["estimator"] is template
+
+
+def test_assigning_training_data_drops_the_model(digits):
+    X, y = flat(digits)
+    learner = ActiveLearner(CountingClassifier(), X_training=X[:10], y_training=y[:10])
+    learner.teach(X[10:12], y[10:12])
+    learner.set_params(X_training=X[:30], y_training=y[:30])
+    assert not hasattr(learner, "estimator_")
+    np.testing.assert_array_equal(learner.X_training, X[:30])
+    learner.predict(X[:2])                            # refits on what was assigned
+    assert learner.estimator_.n_fit_ == 30
+    # a new estimator keeps the labelled data
+    learner.teach(X[30:33], y[30:33])
+    learner.estimator = CountingClassifier(tag=1)
+    learner.predict(X[:2])
+    assert learner.estimator_.tag == 1 and learner.estimator_.n_fit_ == 33
+
+
+def test_fitted_estimator_without_data_is_used_at_once(digits):
+    X, y = flat(digits)
+    fitted = LogisticRegression(max_iter=200).fit(X[:40], y[:40])
+    expected = fitted.predict_proba(X[100:150])
+    learner = ActiveLearner(fitted)
+    assert learner.X_training is None
+    np.testing.assert_allclose(learner.predict_proba(X[100:150]), expected, atol=0)
+    indices, _ = learner.query(X[100:150], n_instances=3)
+    margins = np.abs(expected[:, 1] - expected[:, 0])
+    assert set(indices.tolist()) == set(np.argsort(margins, kind="stable")[:3].tolist())
+    learner.teach(X[40:44], y[40:44])                # its first labels
+    assert len(learner.X_training) == 4
+    np.testing.assert_allclose(fitted.predict_proba(X[100:150]), expected, atol=0)
+
+
+def test_unfitted_estimator_without_data_queries_with_model_free_strategy(digits):
+    X, _ = digits
+    learner = ActiveLearner(tiny_net(), random_sampling)
+    indices, X_query = learner.query(X[:50], n_instances=4, random_state=0)
+    assert len(set(indices.tolist())) == 4
+    with pytest.raises(NotFittedError):
+        ActiveLearner(tiny_net()).query(X[:50], n_instances=2)
+
+
+def test_strategy_receives_exactly_the_callers_arguments(digits):
+    X, y = flat(digits)
+    calls = []
+
+    def strategy(learner, X_pool, *args, **kwargs):
+        calls.append((args, kwargs))
+        return np.array([0])
+
+    learner = ActiveLearner(CountingClassifier(), strategy, X_training=X[:10],
+                            y_training=y[:10])
+    learner.query(X[20:30])
+    learner.query(X[20:30], 1, flag="x")
+    learner.query(X[20:30], n_instances=1)
+    assert calls == [((), {}), ((1,), {"flag": "x"}), ((), {"n_instances": 1})]
+
+    def no_n_instances(learner, X_pool):               # modAL's old interface
+        return 3
+
+    learner.query_strategy = no_n_instances
+    index, row = learner.query(X[20:30])
+    assert index == 3
+    np.testing.assert_array_equal(row, X[23])
+
+    def k_and_n(learner, X_pool, K=1, N=1):            # positional args of its own
+        return np.arange(K + N)
+
+    learner.query_strategy = k_and_n
+    indices, _ = learner.query(X[20:30], 2, 3)
+    np.testing.assert_array_equal(indices, np.arange(5))
+
+
+@pytest.mark.parametrize("where", ["init", "teach"])
+def test_modal_only_arguments_name_the_skal_way(digits, where):
+    X, y = flat(digits)
+    kwargs = {"force_all_finite": False}
+    learner = ActiveLearner(CountingClassifier(), X_training=X[:10], y_training=y[:10],
+                            **(kwargs if where == "init" else {}))
+    with pytest.raises(TypeError, match="modAL argument.*NaN"):
+        if where == "init":
+            learner.predict(X[:2])
+        else:
+            learner.teach(X[10:12], y[10:12], **kwargs)
+
+
+def test_n_classes(digits):
+    X, y = flat(digits)
+    learner = ActiveLearner(LogisticRegression(max_iter=200), X_training=X[:20],
+                            y_training=y[:20] + 3)
+    np.testing.assert_array_equal(learner.classes_, [3, 4])
+    assert learner.n_classes_ == 2
+
+
+def test_bootstrap_init_and_rebag_train_on_resamples(digits):
+    X, y = flat(digits)
+    X = X + np.arange(len(X))[:, None] * 1e-3          # every row distinct
+
+    class Recorder(CountingClassifier):
+        def fit(self, X, y, **kw):
+            self.n_distinct_ = len(np.unique(X, axis=0))
+            return super().fit(X, y, **kw)
+
+    def learner(seed):
+        return ActiveLearner(Recorder(), X_training=X[:40], y_training=y[:40],
+                             bootstrap_init=True, random_state=seed)
+
+    a, b = learner(0), learner(0)
+    a.predict(X[:1])
+    b.predict(X[:1])
+    assert a.estimator_.n_fit_ == 40 and a.estimator_.n_distinct_ < 40   # with replacement
+    assert a.estimator_.mean_ == b.estimator_.mean_                     # seeded
+    a.rebag()
+    assert a.estimator_.n_fit_ == 40 and a.estimator_.n_distinct_ < 40
+    a.teach(X[40:45], y[40:45], bootstrap=True)
+    assert a.estimator_.n_fit_ == 45 and len(a.X_training) == 45
+
+
+def test_transform_without_estimating(digits):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    X, y = flat(digits)
+    learner = ActiveLearner(make_pipeline(StandardScaler(), LogisticRegression()),
+                            X_training=X[:30], y_training=y[:30], on_transformed=True)
+    scaler = StandardScaler().fit(X[:30])
+    np.testing.assert_allclose(learner.transform_without_estimating(X[50:55]),
+                               scaler.transform(X[50:55]), atol=1e-12)
+    images, labels = digits
+    net_learner = ActiveLearner(tiny_net(), X_training=images[:20], y_training=labels[:20])
+    np.testing.assert_array_equal(net_learner.transform_without_estimating(images[:5]),
+                                  net_learner.estimator_.embed(images[:5]))
+
+
+class SoftmaxNet(torch.nn.Module):
+    """A plain torch module for skorch's own NeuralNetClassifier (probabilities out)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, X):
+        return torch.softmax(self.fc(X), dim=-1)
+
+
+def test_only_new_with_a_plain_skorch_classifier():
+    from skorch import NeuralNetClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.random((60, 4)).astype(np.float32)
+    y = np.arange(60) % 3
+    learner = ActiveLearner(NeuralNetClassifier(SoftmaxNet, max_epochs=1, train_split=None,
+                                                verbose=0),
+                            X_training=X[:30], y_training=y[:30])
+    learner.teach(X[30:33][y[30:33] == 0], y[30:33][y[30:33] == 0], only_new=True)
+    # class 2 was not in the last batch (skorch reset classes_ to [0]) but was trained on
+    learner.teach(X[33:36], y[33:36], only_new=True)
+    assert len(learner.X_training) == 34
+    with pytest.raises(SkalValueError, match="never seen"):
+        learner.teach(X[36:38], np.array([7, 7]), only_new=True)
+
+
+# -------------------------------------------- a failed teach changes nothing (issue 15)
+class Explodes(CountingClassifier):
+    """Raises the given exception when fitted on more than ``limit`` samples."""
+
+    def __init__(self, limit=10, error=RuntimeError):
+        self.limit = limit
+        self.error = error
+
+    def fit(self, X, y, **kw):
+        if len(X) > self.limit:
+            raise self.error("simulated failure")
+        return super().fit(X, y, **kw)
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_failed_teach_leaves_buffers_as_they_were(digits, error):
+    X, y = flat(digits)
+    y = y.astype(np.int64) + 2**60                        # not exact as float64
+    learner = ActiveLearner(Explodes(error=error), X_training=X[:10], y_training=y[:10])
+    model = learner.estimator
+    with pytest.raises(error, match="simulated"):         # re-raised, Ctrl-C included
+        learner.teach(X[10:13], y[10:13])
+    assert learner.estimator_ is model
+    assert learner.y_training.dtype == np.int64 and learner.X_training.dtype == X.dtype
+    np.testing.assert_array_equal(learner.y_training, y[:10])
+    np.testing.assert_array_equal(learner.X_training, X[:10])
+    learner.set_params(estimator__limit=100)              # usable afterwards
+    learner.teach(X[10:13], y[10:13])
+    np.testing.assert_array_equal(learner.y_training, y[:13])
+
+
+def test_bad_labels_leave_the_learner_unchanged(digits):
+    X, y = flat(digits)
+    learner = ActiveLearner(CountingClassifier(), X_training=X[:10], y_training=y[:10])
+    learner.predict(X[:1])
+    model = learner.estimator_
+    with pytest.raises(SkalValueError, match="not values of"):
+        learner.teach(X[10:12], np.array([0.5, 1.0]))
+    with pytest.raises(SkalValueError):
+        learner.teach(X[10:12], np.array(["a", "b"]))
+    assert learner.estimator_ is model and learner.y_training.dtype == y.dtype
+    np.testing.assert_array_equal(learner.y_training, y[:10])
+    learner.teach(X[10:12], np.array([1.0, 0.0]))        # integral floats are stored as ints
+    assert learner.y_training.dtype == y.dtype

@@ -153,3 +153,128 @@ def test_skal_consensus_entropy_in_modal_committee(data):
         pytest.skip(f"modAL's own consensus_entropy fails here: {exc!r}")
     indices = np.asarray(committee.query(pool, n_instances=3)[0])
     assert set(indices.tolist()) == set(np.argsort(-modal_scores, kind="stable")[:3].tolist())
+
+
+# ------------------------- modAL's strategies inside skal's learners (issue 12)
+# Each modAL strategy runs inside a skal learner and inside a modAL learner that holds a
+# copy of the same fitted model and the same labelled data; both must pick the same
+# samples. The skal learners have been taught after their initial fit, so a strategy
+# reading only the initial data (what skal's names gave before) would pick otherwise.
+import copy  # noqa: E402
+from functools import partial  # noqa: E402
+
+import torch  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+
+import modAL.batch as modal_batch  # noqa: E402
+import modAL.dropout as modal_dropout  # noqa: E402
+import modAL.multilabel as modal_multilabel  # noqa: E402
+
+from skal import Committee, MultiLabelCNNClassifier  # noqa: E402
+
+
+def _modal_expected_error():
+    """modAL 0.4.2.1's expected_error annotates with ``np.float``, removed in numpy 2
+    (a modAL/numpy incompatibility): give it the alias for the import only."""
+    added = not hasattr(np, "float")
+    if added:
+        np.float = float
+    try:
+        import modAL.expected_error as module
+    finally:
+        if added:
+            del np.float
+    return module
+
+
+def modal_twin(learner, strategy):
+    """A modAL learner with a copy of ``learner``'s fitted model and labelled data."""
+    twin = ModalActiveLearner(estimator=copy.deepcopy(learner.estimator),
+                              query_strategy=strategy)
+    twin.X_training = np.array(learner.X_training)
+    twin.y_training = np.array(learner.y_training)
+    return twin
+
+
+def _picks(learner, pool, strategy, **kw):
+    learner.query_strategy = strategy
+    return np.asarray(learner.query(pool, **kw)[0]).tolist()
+
+
+@pytest.fixture(scope="module")
+def flat_learner(data):
+    X, y, pool, pool_y = data
+    X, pool = X.reshape(len(X), -1), pool.reshape(len(pool), -1)
+    learner = ActiveLearner(LogisticRegression(C=0.5, max_iter=500), X_training=X[:20],
+                            y_training=y[:20])
+    learner.teach(X[20:], y[20:])
+    return learner, pool[:30]
+
+
+@pytest.mark.parametrize("name", ["uncertainty", "batch", "expected_error"])
+def test_modal_strategies_pick_as_in_modal_learner(flat_learner, name):
+    learner, pool = flat_learner
+    strategy = {
+        "uncertainty": modal_uncertainty.uncertainty_sampling,
+        "batch": partial(modal_batch.uncertainty_batch_sampling, n_instances=4),
+        "expected_error": partial(_modal_expected_error().expected_error_reduction,
+                                  n_instances=2),
+    }[name]
+    kw = {"n_instances": 3} if name == "uncertainty" else {}
+    assert len(learner.X_training) == 40                 # all labelled data, not the initial
+    ours = _picks(learner, pool, strategy, **kw)
+    theirs = _picks(modal_twin(learner, strategy), pool, strategy, **kw)
+    assert ours == theirs
+
+
+def test_modal_committee_strategies_pick_as_in_modal_committee(data):
+    X, y, pool, _ = data
+    X, pool = X.reshape(len(X), -1), pool.reshape(len(pool), -1)
+    members = [ActiveLearner(LogisticRegression(C=c, max_iter=500), X_training=X[:30],
+                             y_training=y[:30]) for c in (0.05, 1.0, 20.0)]
+    committee = Committee(members)
+    modal_committee = ModalCommittee([modal_twin(m, uncertainty_sampling) for m in members])
+    np.testing.assert_allclose(modal_disagreement.KL_max_disagreement(committee, pool),
+                               modal_disagreement.KL_max_disagreement(modal_committee, pool),
+                               atol=1e-12)
+    for strategy in (modal_disagreement.max_disagreement_sampling,
+                     modal_disagreement.consensus_entropy_sampling,
+                     modal_disagreement.vote_entropy_sampling):
+        committee.query_strategy = modal_committee.query_strategy = strategy
+        assert (np.asarray(committee.query(pool, n_instances=3)[0]).tolist()
+                == np.asarray(modal_committee.query(pool, n_instances=3)[0]).tolist())
+
+
+def test_modal_dropout_picks_as_in_modal_learner(skal_learner, data):
+    _, _, pool, _ = data
+    model = skal_learner.estimator
+    dropout_index = [i for i, m in enumerate(model.module_.modules())
+                     if isinstance(m, torch.nn.Dropout)]
+    strategy = partial(modal_dropout.mc_dropout_bald, n_instances=3, num_cycles=4,
+                       dropout_layer_indexes=dropout_index)
+    tensor_pool = torch.as_tensor(pool)
+    picks = []
+    for learner in (skal_learner, modal_twin(skal_learner, strategy)):
+        learner.estimator.module_.eval()        # only the dropout layers sample
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            learner.query_strategy = strategy
+            picks.append(np.asarray(learner.query(tensor_pool)[0]).tolist())
+    skal_learner.query_strategy = uncertainty_sampling
+    assert picks[0] == picks[1]
+
+
+@pytest.mark.parametrize("strategy", [modal_multilabel.avg_confidence,
+                                      modal_multilabel.min_confidence,
+                                      partial(modal_multilabel.max_score, random_tie_break=False),
+                                      modal_multilabel.avg_score])
+def test_modal_multilabel_strategies_pick_as_in_modal_learner(data, strategy):
+    X, y, pool, _ = data
+    Y = np.stack([y, 1 - y, (np.arange(len(y)) % 3 == 0)], axis=1).astype(int)
+    learner = ActiveLearner(MultiLabelCNNClassifier(module__widths=(8,), module__hidden=16,
+                                                    max_epochs=2, batch_size=16,
+                                                    min_steps=None, augment=None,
+                                                    random_state=0),
+                            X_training=X[:30], y_training=Y[:30])
+    assert (_picks(learner, pool, strategy, n_instances=3)
+            == _picks(modal_twin(learner, strategy), pool, strategy, n_instances=3))

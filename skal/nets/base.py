@@ -19,6 +19,7 @@ from ..utils.validation import (check_consistent_length, check_images, check_lab
 from .augment import random_shift
 from .head import capture_input, find_final_linear
 from .training import check_training_params, rollback_on_error, run_training
+from .persistence import read_metadata, restore_metadata, save_safetensors
 
 __all__ = ["ImageClassifierMixin"]
 
@@ -112,8 +113,9 @@ class ImageClassifierMixin:
                 x = random_shift(x, self.augment, generator=getattr(self, "_generator", None))
         return super().infer(x, **fit_params)
 
-    def _epochs_for(self, n_samples):
-        """``max_epochs``, raised so that at least ``min_steps`` optimizer steps run.
+    def epochs_for(self, n_samples):
+        """``max_epochs``, raised so that at least ``min_steps`` optimizer steps run
+        (the epochs one ``fit`` on ``n_samples`` samples trains).
 
         With a handful of labels an epoch is one step; a fixed number of epochs would
         leave the first rounds of a campaign undertrained.
@@ -123,6 +125,8 @@ class ImageClassifierMixin:
             steps_per_epoch = max(1, math.ceil(n_samples / self.batch_size))
             epochs = max(epochs, math.ceil(self.min_steps / steps_per_epoch))
         return epochs
+
+    _epochs_for = epochs_for
 
     def _get_param_names(self):
         # skorch lists every attribute not ending in "_" as a parameter, including its
@@ -379,6 +383,27 @@ class ImageClassifierMixin:
         self._reject_sample_weight(fit_params)
         return self._train(X, y, self._is_trained(), fit_params, classes=classes)
 
+    def __sklearn_is_fitted__(self):
+        return self._is_trained()
+
+    def _check_validation_split(self):
+        """A callback that reads validation scores (``EarlyStopping()`` monitors
+        ``valid_loss``) needs ``train_split``; say so instead of skorch's KeyError."""
+        if self.train_split is not None or not isinstance(self.callbacks, (list, tuple)):
+            return
+        for item in self.callbacks:
+            callback = item[1] if isinstance(item, tuple) else item
+            monitor = getattr(callback, "monitor", None)
+            if (isinstance(monitor, str) and monitor.startswith("valid")) or (
+                    getattr(callback, "on_train", True) is False):
+                raise SkalValueError(
+                    f"The callback {type(callback).__name__} reads validation scores "
+                    f"({monitor or 'valid_*'}), but train_split=None (skal's default: "
+                    "labelled sets are small). Hold out a validation split with "
+                    "train_split=skorch.dataset.ValidSplit(0.2), or monitor the training "
+                    "loss (e.g. EarlyStopping(monitor='train_loss'))."
+                )
+
     def _is_trained(self):
         return bool(getattr(self, "initialized_", False) and hasattr(self, "final_layer_name_"))
 
@@ -404,7 +429,8 @@ class ImageClassifierMixin:
             with seeded_construction(seed):
                 self.initialize()
             self._prepare_head(X)
-        fit_params.setdefault("epochs", self._epochs_for(len(y_encoded)))
+        fit_params.setdefault("epochs", self.epochs_for(len(y_encoded)))
+        self._check_validation_split()
         self._generator = make_generator(seed)
         try:
             with generator_dropout(self.module_, self._generator):
@@ -420,6 +446,30 @@ class ImageClassifierMixin:
         finally:
             vars(self).pop("_generator", None)
         return self
+
+    # ------------------------------------------------------------ persistence
+    def save_params(self, f_params=None, *args, use_safetensors=False, **kwargs):
+        """skorch's ``save_params``; with ``use_safetensors=True`` the weights file
+        also stores what the model learned from the data (classes, channels, ...), so
+        ``load_params`` gives a usable model (see :mod:`skal.nets.persistence`)."""
+        if f_params is not None and use_safetensors:
+            self._check_fitted()
+            save_safetensors(self, f_params)
+            f_params = None
+        return super().save_params(f_params, *args, use_safetensors=use_safetensors,
+                                   **kwargs)
+
+    def load_params(self, f_params=None, *args, use_safetensors=False, **kwargs):
+        """skorch's ``load_params``; a weights file written by :meth:`save_params`
+        with ``use_safetensors=True`` also restores the learned attributes (and
+        initialises the module to their shapes), so the model predicts as the saved
+        one did. The net must be built with the same parameters."""
+        stored = read_metadata(f_params) if f_params is not None and use_safetensors else None
+        if stored is not None:
+            restore_metadata(self, stored)
+            self.initialize()
+        return super().load_params(f_params, *args, use_safetensors=use_safetensors,
+                                   **kwargs)
 
     # ------------------------------------------------------------- inference
     def _check_fitted(self):

@@ -11,16 +11,19 @@ from joblib import Parallel, delayed, effective_n_jobs
 from torch.utils.data import Subset
 
 from ..data.pool import DEFAULT_BATCH_SIZE, is_dataset, iter_pool, pool_length
-from ..exceptions import SkalTypeError, SkalValueError
+from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
 from ..utils.validation import check_n_instances
 
-__all__ = ["labelled_data", "subset_positions", "score_pool", "predict_proba_pool", "multi_argmax", "fitted_estimator",
+__all__ = ["labelled_data", "random_state_of", "subset_positions", "score_pool", "predict_proba_pool", "multi_argmax", "fitted_estimator",
            "is_multilabel", "predicts_label_sets", "aggregate_labels"]
 
 
 def fitted_estimator(learner):
-    """The fitted model behind a learner: skal's ``estimator_``, modAL's ``estimator``,
-    or the object itself when a bare classifier is passed."""
+    """The model behind a learner (protocol, see ``docs/design.md``): ``estimator_``
+    when set, else ``estimator`` (modAL's fitted model; a skal learner fits its initial
+    data when it is read, and gives the estimator it was given, maybe unfitted or
+    pre-trained, when it has no model yet), else the object itself (a bare classifier
+    passed as the learner)."""
     estimator = getattr(learner, "estimator_", None)
     if estimator is None:
         estimator = getattr(learner, "estimator", learner)
@@ -28,16 +31,33 @@ def fitted_estimator(learner):
 
 
 def labelled_data(learner):
-    """``(X, y)`` labelled so far: skal's ``X_training_`` / ``y_training_``, or modAL's
-    ``X_training`` / ``y_training``."""
-    if hasattr(learner, "_X_buffer") or hasattr(type(learner), "X_training_"):
-        return learner.X_training_, learner.y_training_
+    """``(X, y)``: all data labelled so far (protocol, see ``docs/design.md``): the
+    learner's ``X_training`` / ``y_training``, read after :func:`fitted_estimator` has
+    brought a skal learner up to date.
+
+    Raises
+    ------
+    NotFittedError
+        When the learner has no labelled data yet (a cold start from a fitted or
+        pre-trained model); strategies treat that as "no labels".
+    """
+    fitted_estimator(learner)
     X, y = getattr(learner, "X_training", None), getattr(learner, "y_training", None)
     if X is None or y is None:
-        raise SkalValueError(
-            "This strategy needs the learner's labelled data (X_training_ / y_training_)."
+        raise NotFittedError(
+            "This strategy needs the learner's labelled data (X_training / y_training), "
+            "and it has none yet; teach it some labelled samples first."
         )
     return X, y
+
+
+def random_state_of(learner, random_state=None):
+    """The random state a strategy should use (protocol): its own ``random_state``
+    argument when given, else the learner's ``random_state`` (``None`` if it has
+    none)."""
+    if random_state is not None:
+        return random_state
+    return getattr(learner, "random_state", None)
 
 
 def is_multilabel(learner):

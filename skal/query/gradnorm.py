@@ -50,10 +50,7 @@ SCOPES = ("last", "all")
 # ------------------------------------------------------------------------ helpers
 def head_estimator(classifier):
     """The fitted skal classifier behind a learner; it must expose ``(h, z)``."""
-    ensure_fitted = getattr(classifier, "_ensure_fitted", None)
-    if callable(ensure_fitted):     # a skal learner given X_training fits on first use
-        ensure_fitted()
-    estimator = fitted_estimator(classifier)
+    estimator = fitted_estimator(classifier)   # a skal learner fits its initial data here
     if not hasattr(estimator, "iter_head_outputs"):
         raise SkalTypeError(
             f"Gradient-based strategies need a skal image classifier (CNNClassifier, "

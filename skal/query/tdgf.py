@@ -39,8 +39,8 @@ from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
 from ..grad import logit_gradient
 from ..nets.multilabel import one_vs_rest_targets
 from ..utils.seeding import resolve_seed
-from .base import (fitted_estimator, labelled_data, multi_argmax, predicts_label_sets,
-                   score_pool, subset_positions)
+from .base import (fitted_estimator, is_multilabel, labelled_data, multi_argmax,
+                   predicts_label_sets, score_pool, subset_positions)
 
 __all__ = ["TDGF", "tdgf_scores", "tdgf_statistics", "derive_proxy"]
 
@@ -61,13 +61,13 @@ def _check_pair(proxy, history):
                 f"{name} must be a fitted skal classifier (CNNClassifier or "
                 f"MultiLabelCNNClassifier); got {type(model).__name__}."
             )
-        if not hasattr(model, "final_layer_name_"):
+        if not hasattr(model, "final_layer_"):     # NotFittedError is an AttributeError
             raise NotFittedError(f"The {name} model is not fitted.")
     if proxy.n_outputs_ != history.n_outputs_:
         raise SkalValueError(
             f"proxy has {proxy.n_outputs_} outputs but history has {history.n_outputs_}."
         )
-    return bool(getattr(proxy, "_multilabel", False))
+    return is_multilabel(proxy)
 
 
 def tdgf_statistics(proxy, history, batch):
@@ -133,7 +133,7 @@ def _has_bias(model):
 
 
 def _encoded_prediction(target, proba):
-    if not getattr(target, "_multilabel", False):
+    if not is_multilabel(target):
         return proba.argmax(axis=1)
     if predicts_label_sets(target):
         threshold = np.asarray(getattr(target, "threshold", 0.5), dtype=np.float64)
@@ -292,7 +292,7 @@ class TDGF(BaseEstimator):
         proxy = derive_proxy(target) if self.proxy is None else clone(self.proxy)
         if "random_state" in proxy.get_params(deep=False) and seed is not None:
             proxy.set_params(random_state=seed)
-        epochs = proxy._epochs_for(len(y))
+        epochs = proxy.epochs_for(len(y))
         before = self._snapshot_epochs(epochs, history_kind, lag)
         proxy.fit(X, y, epochs=before)
         snapshot = copy.deepcopy(proxy)

@@ -62,6 +62,17 @@ class GrowableArray:
         self._n = needed
         return self._n
 
+    def state(self):
+        """What :meth:`restore` needs to undo every later ``append`` (the storage array,
+        which ``append`` replaces rather than changes when it grows or changes dtype,
+        and the length)."""
+        return self._data, self._n
+
+    def restore(self, state):
+        """Return to a :meth:`state`: same rows, same dtype (used to roll back a failed
+        call)."""
+        self._data, self._n = state
+
     def truncate(self, n):
         """Forget rows beyond the first ``n`` (used to roll back a failed call)."""
         if not 0 <= n <= self._n:
