@@ -255,8 +255,16 @@ class CampaignLearner(_QueryMixin):
         self._labelled_data = labelled_data
         self._cache = None
 
-    def _ensure_fitted(self):
-        return None
+    on_transformed = False
+
+    def _prepare(self, required=True):
+        """The model is the checkpoint's: nothing to fit (the learner protocol's hook)."""
+        return self.estimator_
+
+    @property
+    def estimator(self):
+        """The trained model (modAL's name, as :class:`skal.ActiveLearner` serves it)."""
+        return self.estimator_
 
     def _data(self):
         if self._cache is None:
