@@ -73,7 +73,7 @@ def _reference_scores(net, X, kind, scope, norm):
     module = net.module_.eval()
     params = ([p for p in module.parameters() if p.requires_grad] if scope == "all"
               else [net.final_layer_.weight, net.final_layer_.bias])
-    multilabel = net._multilabel
+    multilabel = isinstance(net, MultiLabelCNNClassifier)     # sigmoid outputs
     scores = []
     for i in range(len(X)):
         z = module(to_image_tensor(X[i:i + 1]))
@@ -230,7 +230,9 @@ def test_in_skal_learner_and_registry(pool):
     for name in ("expected_gradnorm", "expected_gradnorm_last", "expected_gradnorm_all",
                  "entropy_gradnorm", "entropy_gradnorm_last", "entropy_gradnorm_all"):
         assert strategy_name(STRATEGIES[name]) == name
-    assert STRATEGIES["entropy_gradnorm_all"].keywords == {"scope": "all"}
+    idx, _ = get_strategy("entropy_gradnorm_all")(learner, pool, 4)   # the "all" scope
+    scores = classifier_entropy_gradnorm(learner, pool, scope="all")
+    np.testing.assert_array_equal(idx, np.argsort(-scores)[:4])
     assert strategy_name(functools.partial(expected_gradnorm, scope="all")) == \
         "expected_gradnorm_all"
     assert strategy_name(functools.partial(expected_gradnorm, norm="l2")) == \

@@ -112,7 +112,6 @@ def test_in_params_and_clone():
     net = CNNClassifier(memory_format="contiguous")
     assert net.get_params()["memory_format"] == "contiguous"
     assert clone(net).memory_format == "contiguous"
-    assert CNNClassifier().memory_format == "auto"
 
 
 @pytest.mark.parametrize("value", ["channels-last", None, torch.channels_last, 1])
