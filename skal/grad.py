@@ -22,8 +22,9 @@ Numerics: everything is evaluated in float64 from the logits, and nothing is com
 a difference of two numbers close to 1. With ``t`` the top class and
 ``s = sum_{j != t} exp(z_j - z_t)``, ``log p_j = (z_j - z_t) - log1p(s)`` and
 ``1 - p_t = s / (1 + s)``; every other class has ``p_c <= 1/2``, so ``1 - p_c`` is exact.
-(Float32 ``1 - p_k`` loses half its digits on confident samples, as ALGORITHMS.md
-section 3 warns; even float64 ``1 - p_k`` is exactly 0 once the logit gap exceeds ~37.)
+(Float32 ``1 - p_k`` keeps only ``-log2(1 - p_k)`` fewer of its 24 bits, so it loses
+half its digits on confident samples with ``1 - p_k ~ 1e-4``; even float64 ``1 - p_k`` is
+exactly 0 once the logit gap exceeds ~37.)
 Sigmoid outputs use ``1 - sigmoid(z) = sigmoid(-z)``.
 
 Full-network gradients (``scope="all"``)
