@@ -263,8 +263,8 @@ class _AffineBatchNorm(TorchFunctionMode):
     statistics, ``F.batch_norm(x, running_mean, running_var, ..., training=False)``, is
     evaluated as the explicit elementwise affine map it is (same values, same
     parameters and buffers, read through ``functional_call``). torch's fused
-    ``native_batch_norm`` backward is slow under ``vmap`` (half the time of a small
-    CNN's per-sample gradients with 10 cotangents); the elementwise form is not.
+    ``native_batch_norm`` backward is slow under ``vmap``; the elementwise form is not
+    (benchmarks/README.md, "Per-sample gradients").
 
     A torch function mode replaces the *function*, so the user's modules are never
     touched: no ``forward`` is rebound, nothing needs restoring. It is entered around
@@ -286,8 +286,8 @@ class _AffineBatchNorm(TorchFunctionMode):
 
 def _standard_layout(p):
     """A detached parameter, 4-d weights copied to torch's default layout: vmap's
-    per-sample convolutions are ~1.3x slower with the channels_last weights that make
-    batched inference fast. (A clone, not ``.contiguous()``: a ``(16, 1, 3, 3)`` weight
+    per-sample convolutions are slower with the channels_last weights that make batched
+    inference fast (benchmarks/README.md, "Per-sample gradients"). (A clone, not ``.contiguous()``: a ``(16, 1, 3, 3)`` weight
     counts as contiguous in both layouts, and its channels_last strides would still
     steer the convolutions.)"""
     p = p.detach()
