@@ -29,7 +29,7 @@ Peak memory of ``scope="all"`` expected GradNorm scoring is measured in fresh pr
 for two pool sizes (RSS high-water mark above the pre-scoring level, sampled every 2 ms,
 with a fixed glibc mmap threshold so that freed blocks leave RSS).
 
-Timings run with :func:`skal.utils.malloc.tune_malloc` (as the ``skal`` command does):
+Timings run with :func:`skal.utils.malloc.tune_malloc` (as ``skal --tune-malloc`` does):
 glibc's default settings return the activation memory to the OS after each batch and
 make batched passes up to 2.5x slower, by an amount that depends on what ran before.
 ``--malloc default`` measures that setting instead (``query_speed_default_malloc.json``).

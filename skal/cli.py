@@ -65,6 +65,9 @@ def format_summary(summary):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="skal", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tune-malloc", action="store_true",
+                        help="keep freed batch memory for reuse (glibc; also set by "
+                             "SKAL_TUNE_MALLOC=1), see docs/getting_started.md")
     sub = parser.add_subparsers(dest="command", required=True)
     sim = sub.add_parser(
         "simulate", help="simulate active-learning campaigns on labelled data",
@@ -162,14 +165,12 @@ def _check_out(out):
 def _simulate(args):
     from .query.registry import get_strategy
     from .simulate import simulate
-    from .utils.malloc import tune_malloc
 
     import torch
 
     names = _check_simulate_args(args)
 
     torch.set_num_threads(max(1, args.threads))
-    tune_malloc()       # this process and its n_jobs workers: no page faults per batch
     from .data.campaign import load_campaign_data
 
     if Path(args.data).is_dir() and not args.labels:
@@ -199,6 +200,10 @@ def _simulate(args):
 def main(argv=None):
     """Entry point of the ``skal`` command."""
     args = build_parser().parse_args(argv)
+    if args.tune_malloc or os.environ.get("SKAL_TUNE_MALLOC") == "1":
+        from .utils.malloc import tune_malloc
+
+        tune_malloc()   # opt-in: changes this process and its n_jobs workers
     try:
         if args.command == "simulate":
             return _simulate(args)

@@ -22,8 +22,9 @@ Numerics: everything is evaluated in float64 from the logits, and nothing is com
 a difference of two numbers close to 1. With ``t`` the top class and
 ``s = sum_{j != t} exp(z_j - z_t)``, ``log p_j = (z_j - z_t) - log1p(s)`` and
 ``1 - p_t = s / (1 + s)``; every other class has ``p_c <= 1/2``, so ``1 - p_c`` is exact.
-(Float32 ``1 - p_k`` loses half its digits on confident samples, as ALGORITHMS.md
-section 3 warns; even float64 ``1 - p_k`` is exactly 0 once the logit gap exceeds ~37.)
+(Float32 ``1 - p_k`` keeps only ``-log2(1 - p_k)`` fewer of its 24 bits, so it loses
+half its digits on confident samples with ``1 - p_k ~ 1e-4``; even float64 ``1 - p_k`` is
+exactly 0 once the logit gap exceeds ~37.)
 Sigmoid outputs use ``1 - sigmoid(z) = sigmoid(-z)``.
 
 Full-network gradients (``scope="all"``)
@@ -58,10 +59,12 @@ Active Learning by Diverse, Uncertain Gradient Lower Bounds" (BADGE), ICLR 2020.
 """
 
 import contextlib
-import types
+import inspect
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 from torch.func import functional_call, vjp, vmap
 
 from .exceptions import SkalValueError
@@ -239,44 +242,52 @@ def _eval_mode(module):
         module.train(was_training)
 
 
-def _affine_batchnorm_forward(self, x):
+def _affine_batchnorm_forward(x, running_mean, running_var, weight, bias, eps):
     """Eval-mode BatchNorm as the affine map it is: ``x * s + t`` with
     ``s = weight / sqrt(running_var + eps)`` and ``t = bias - running_mean * s``."""
     shape = (1, -1) + (1,) * (x.ndim - 2)
-    scale = torch.rsqrt(self.running_var + self.eps)
-    if self.weight is not None:
-        scale = scale * self.weight
-    shift = -self.running_mean * scale
-    if self.bias is not None:
-        shift = shift + self.bias
+    scale = torch.rsqrt(running_var + eps)
+    if weight is not None:
+        scale = scale * weight
+    shift = -running_mean * scale
+    if bias is not None:
+        shift = shift + bias
     return x * scale.reshape(shape) + shift.reshape(shape)
 
 
-@contextlib.contextmanager
-def _affine_batchnorm(module):
-    """Within the block, eval-mode BatchNorm layers that track running statistics run as
-    explicit elementwise affine maps (same values, same parameters and buffers, read
-    through ``functional_call``). torch's fused ``native_batch_norm`` backward is slow
-    under ``vmap`` (half the time of a small CNN's per-sample gradients with 10
-    cotangents); the elementwise form is not."""
-    patched = []
-    for layer in module.modules():
-        if (isinstance(layer, nn.modules.batchnorm._BatchNorm) and not layer.training
-                and layer.track_running_stats and layer.running_mean is not None
-                and "forward" not in vars(layer)):
-            layer.forward = types.MethodType(_affine_batchnorm_forward, layer)
-            patched.append(layer)
-    try:
-        yield
-    finally:
-        for layer in patched:
-            del layer.forward
+_BATCH_NORM_SIGNATURE = inspect.signature(F.batch_norm)
+
+
+class _AffineBatchNorm(TorchFunctionMode):
+    """Within the block (this thread only), every eval-mode batch norm with running
+    statistics, ``F.batch_norm(x, running_mean, running_var, ..., training=False)``, is
+    evaluated as the explicit elementwise affine map it is (same values, same
+    parameters and buffers, read through ``functional_call``). torch's fused
+    ``native_batch_norm`` backward is slow under ``vmap``; the elementwise form is not
+    (benchmarks/README.md, "Per-sample gradients").
+
+    A torch function mode replaces the *function*, so the user's modules are never
+    touched: no ``forward`` is rebound, nothing needs restoring. It is entered around
+    each forward computation only, never across a ``yield``."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.batch_norm:
+            bound = _BATCH_NORM_SIGNATURE.bind(*args, **kwargs)
+            bound.apply_defaults()
+            a = bound.arguments
+            if (not a["training"] and a["running_mean"] is not None
+                    and a["running_var"] is not None):
+                return _affine_batchnorm_forward(a["input"], a["running_mean"],
+                                                 a["running_var"], a["weight"], a["bias"],
+                                                 a["eps"])
+        return func(*args, **kwargs)
 
 
 def _standard_layout(p):
     """A detached parameter, 4-d weights copied to torch's default layout: vmap's
-    per-sample convolutions are ~1.3x slower with the channels_last weights that make
-    batched inference fast. (A clone, not ``.contiguous()``: a ``(16, 1, 3, 3)`` weight
+    per-sample convolutions are slower with the channels_last weights that make batched
+    inference fast (benchmarks/README.md, "Per-sample gradients"). (A clone, not ``.contiguous()``: a ``(16, 1, 3, 3)`` weight
     counts as contiguous in both layouts, and its channels_last strides would still
     steer the convolutions.)"""
     p = p.detach()
@@ -408,9 +419,10 @@ def _engine(module, x, cotangent, cot_args, chunk_size, parameters, reduce,
     n = len(x)
     if n == 0:
         return
-    with _eval_mode(module), _affine_batchnorm(module):
+    with _eval_mode(module):
         params, rest = _split_parameters(module, parameters)
-        z0, plan = _layer_plan(module, x[:1], params, closed_form)
+        with _AffineBatchNorm():
+            z0, plan = _layer_plan(module, x[:1], params, closed_form)
         # The number of cotangents per sample K sizes the chunks: at most chunk_size
         # per-sample gradients (samples x cotangents) exist at once.
         k = _as_cotangent(cotangent(z0, *(arg[:1] for arg in cot_args))[0],
@@ -465,8 +477,9 @@ def _engine(module, x, cotangent, cot_args, chunk_size, parameters, reduce,
         try:
             for start in range(0, n, step):
                 stop = min(n, start + step)
-                reduced, z = batched(params, x[start:stop],
-                                     *(arg[start:stop] for arg in cot_args))
+                with _AffineBatchNorm():
+                    reduced, z = batched(params, x[start:stop],
+                                         *(arg[start:stop] for arg in cot_args))
                 yield start, reduced, z
         except RuntimeError as exc:
             if "vmap" in str(exc) or "functorch" in str(exc):

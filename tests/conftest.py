@@ -11,10 +11,40 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import Dataset
 
 torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Fast training for tests of skal's nets: no minimum step count, no augmentation
+# (FAST), and a tiny net for 2 epochs (TINY). Import them (``from conftest import
+# TINY``) and override what a test needs: ``dict(TINY, random_state=0)``.
+FAST = dict(min_steps=None, augment=None)
+TINY = dict(FAST, module__widths=(8,), module__hidden=16, max_epochs=2, batch_size=16)
+
+
+@pytest.fixture
+def tiny():
+    """A fresh copy of :data:`TINY`."""
+    return dict(TINY)
+
+
+class ArrayDataset(Dataset):
+    """An array (or memmap) served as a torch ``Dataset`` pool, read item by item:
+    ``x`` as a tensor, or ``(x, 0)`` when ``labelled`` (the (input, target) pairs of a
+    training set)."""
+
+    def __init__(self, X, labelled=False):
+        self.X = X
+        self.labelled = labelled
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        x = torch.from_numpy(np.ascontiguousarray(self.X[i]))
+        return (x, 0) if self.labelled else x
 
 
 def shared_data_dir():

@@ -8,18 +8,17 @@ import sklearn.exceptions
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 import skal
+from conftest import TINY
 from skal import (ActiveLearner, CNNClassifier, Committee, MultiLabelCNNClassifier,
                   NotFittedError, SkalError, SkalTypeError, SkalValueError)
 from skal.data import load_digits_images
 from skal.query import random_sampling
 
-# min_steps=None / augment=None: exactly max_epochs epochs, no augmentation.
-FAST = dict(min_steps=None, augment=None)
-TINY = dict(FAST, module__widths=(8,), module__hidden=16, max_epochs=1, batch_size=16)
+ONE_EPOCH = dict(TINY, max_epochs=1)
 
 
 def tiny_net(**kw):
-    return CNNClassifier(**{**TINY, "random_state": 0, **kw})
+    return CNNClassifier(**{**ONE_EPOCH, "random_state": 0, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -457,8 +456,8 @@ def test_unknown_query_kwarg_is_type_error(learner, binary):
 def test_multilabel_bad_targets(binary):
     X, y, _ = binary
     with pytest.raises(SkalValueError, match="multi-hot"):
-        MultiLabelCNNClassifier(**TINY).fit(X, np.full((len(X), 2), 2))
-    net = MultiLabelCNNClassifier(**TINY, random_state=0).fit(X, np.stack([y, 1 - y], 1))
+        MultiLabelCNNClassifier(**ONE_EPOCH).fit(X, np.full((len(X), 2), 2))
+    net = MultiLabelCNNClassifier(**ONE_EPOCH, random_state=0).fit(X, np.stack([y, 1 - y], 1))
     with pytest.raises(SkalValueError, match="labels"):
         net.partial_fit(X[:2], np.zeros((2, 3), int))
 

@@ -12,6 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from torch.utils.data import Dataset
 
+from conftest import TINY
 from skal import ActiveLearner, CNNClassifier
 from skal.exceptions import NotFittedError, SkalTypeError, SkalValueError
 from skal.query import (ModelQualityAbove, ProbCover, StrategySchedule, TypiClust,
@@ -19,8 +20,7 @@ from skal.query import (ModelQualityAbove, ProbCover, StrategySchedule, TypiClus
 from skal.query.probcover import ball_graph, max_coverage, purity_delta
 from skal.query.registry import get_strategy, strategy_name
 
-TINY = dict(module__widths=(8,), module__hidden=16, max_epochs=2, batch_size=16,
-            min_steps=None, augment=None, random_state=0)
+SEEDED = dict(TINY, random_state=0)
 
 
 class Flatten:
@@ -339,7 +339,7 @@ def _images(n, seed, size=16):
 @pytest.fixture(scope="module")
 def fitted_learner():
     X = _images(24, 0)
-    return ActiveLearner(CNNClassifier(**TINY), X_training=X, y_training=np.arange(24) % 3)
+    return ActiveLearner(CNNClassifier(**SEEDED), X_training=X, y_training=np.arange(24) % 3)
 
 
 @pytest.mark.parametrize("strategy", [TypiClust(random_state=0), ProbCover(random_state=0),
@@ -366,7 +366,7 @@ def test_typiclust_then_margin_in_a_learner(fitted_learner):
 
 def test_cold_start_with_an_unfitted_learner_and_an_embedder():
     pool = _images(40, 1)
-    learner = ActiveLearner(CNNClassifier(**TINY))            # no labels, no model
+    learner = ActiveLearner(CNNClassifier(**SEEDED))            # no labels, no model
     for strategy in (TypiClust(embedder=Flatten(), random_state=0),
                      ProbCover(embedder=Flatten(), n_clusters=3, random_state=0)):
         indices, _ = strategy(learner, pool, 5)
@@ -386,7 +386,7 @@ def test_pretrained_learner_queries_with_no_labels():
                               progress=False, random_state=0).fit(X)
     for strategy in (TypiClust(random_state=0), ProbCover(random_state=0),
                      TypiclustThenMargin(switch_at=10, random_state=0)):
-        model = CNNClassifier(pretrained=encoder, classes=[0, 1], **TINY)
+        model = CNNClassifier(pretrained=encoder, classes=[0, 1], **SEEDED)
         learner = ActiveLearner(model, query_strategy=strategy)
         try:
             indices, _ = learner.query(X, n_instances=4)

@@ -7,7 +7,6 @@ fetched), plus the shared real data under ../shared/data, which is skipped when 
 import io
 import logging
 import pickle
-import time
 import warnings
 from pathlib import Path
 
@@ -403,11 +402,9 @@ SHARED_FAILURES = [
 @pytest.mark.parametrize("name, fragment", SHARED_FAILURES)
 def test_shared_edge_cases(data_file, name, fragment):
     path = data_file(f"dicom/edge_cases/{name}")
-    start = time.perf_counter()
     with pytest.raises(DicomReadError, match=fragment) as info:
         read_dicom(path, size=32)
     assert name in str(info.value)
-    assert time.perf_counter() - start < 5
 
 
 def test_truncated_message_is_clear(data_file):
@@ -485,10 +482,8 @@ def test_absurd_header_rejected_before_decoding(monkeypatch, tmp_path):
         raise AssertionError("decoding was attempted")
 
     monkeypatch.setattr(reader_module, "_decode", must_not_decode)
-    start = time.perf_counter()
-    with pytest.raises(DicomReadError, match="max_pixels") as info:
+    with pytest.raises(DicomReadError, match="max_pixels") as info:   # not decoded
         read_dicom(path)
-    assert time.perf_counter() - start < 1.0
     assert "65535 x 65535" in str(info.value) and "1000 frame" in str(info.value)
 
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
+from conftest import TINY, ArrayDataset
 from skal import ActiveLearner, CNNClassifier, MultiLabelCNNClassifier
 from skal.query import badge_sampling, coreset_sampling
 from skal.query.diversity import (gradient_embedding_factors, k_center_greedy,
@@ -14,8 +14,7 @@ from skal.query.diversity import (gradient_embedding_factors, k_center_greedy,
 from skal.query.registry import get_strategy, strategy_name
 from skal.utils.validation import to_image_tensor
 
-TINY = dict(module__widths=(8,), module__hidden=16, max_epochs=2, batch_size=16,
-            min_steps=None, augment=None, random_state=0)
+SEEDED = dict(TINY, random_state=0)
 
 
 def _images(n, seed, size=16):
@@ -33,7 +32,7 @@ def data():
 @pytest.fixture(scope="module")
 def learner(data):
     X, y, _ = data
-    learner = ActiveLearner(CNNClassifier(**TINY), X_training=X, y_training=y)
+    learner = ActiveLearner(CNNClassifier(**SEEDED), X_training=X, y_training=y)
     learner.predict(X[:1])
     return learner
 
@@ -113,7 +112,7 @@ def test_badge_sampling(learner, data):
 def test_badge_multilabel(data):
     X, _, pool = data
     Y = (np.random.default_rng(2).random((len(X), 4)) < 0.4).astype(int)
-    net = MultiLabelCNNClassifier(**TINY).fit(X, Y)
+    net = MultiLabelCNNClassifier(**SEEDED).fit(X, Y)
     A, H = gradient_embedding_factors(net, pool[:4])
     p = net.predict_proba(pool[:4])
     np.testing.assert_allclose(A, p - (p >= 0.5), rtol=1e-5, atol=1e-7)
@@ -125,14 +124,14 @@ def test_badge_one_vs_rest(data):
     """Fitted one-vs-rest on 1-d labels, the pseudo-label is the predicted class, as
     the model is trained: one-hot for K > 2 classes, one 0/1 output for two."""
     X, y, pool = data
-    net = MultiLabelCNNClassifier(**{**TINY, "max_epochs": 5}).fit(
+    net = MultiLabelCNNClassifier(**{**SEEDED, "max_epochs": 5}).fit(
         X, np.array(["a", "b", "c"])[y])
     A, _ = gradient_embedding_factors(net, pool[:6])
     z = net.decision_function(pool[:6])
     onehot = np.eye(3)[z.argmax(axis=1)]
     assert ((z >= 0) != onehot).any()       # "z >= 0" would not be the predicted class
     np.testing.assert_allclose(A, 1 / (1 + np.exp(-z)) - onehot, rtol=1e-5, atol=1e-7)
-    binary = MultiLabelCNNClassifier(**TINY).fit(X, np.arange(len(X)) % 2)
+    binary = MultiLabelCNNClassifier(**SEEDED).fit(X, np.arange(len(X)) % 2)
     A, _ = gradient_embedding_factors(binary, pool[:6])
     p = binary.predict_proba(pool[:6])[:, 1:]
     np.testing.assert_allclose(A, p - (p >= 0.5), rtol=1e-5, atol=1e-7)
@@ -165,17 +164,6 @@ def test_coreset_uses_the_labelled_set(learner, data):
     assert sorted(everything.tolist()) == list(range(len(pool)))
 
 
-class _PoolDataset(Dataset):
-    def __init__(self, X):
-        self.X = X
-
-    def __len__(self):
-        return len(self.X)
-
-    def __getitem__(self, i):
-        return torch.from_numpy(self.X[i])
-
-
 def test_memmap_dataset_pools_and_learner_query(learner, data, tmp_path):
     _, _, pool = data
     mm = np.memmap(tmp_path / "pool.dat", dtype=np.uint8, mode="w+", shape=pool.shape)
@@ -186,7 +174,7 @@ def test_memmap_dataset_pools_and_learner_query(learner, data, tmp_path):
         expected, _ = strategy(learner, pool, 4, **kw)
         np.testing.assert_array_equal(strategy(learner, mm, 4, batch_size=7, **kw)[0], expected)
         np.testing.assert_array_equal(
-            strategy(learner, _PoolDataset(pool), 4, batch_size=7, **kw)[0], expected)
+            strategy(learner, ArrayDataset(pool), 4, batch_size=7, **kw)[0], expected)
     for name in ("badge", "coreset"):
         strategy = get_strategy(name)
         assert strategy_name(strategy) == name
@@ -205,7 +193,7 @@ def test_in_modal_learner(data):
 
     X, y, pool = data
     for strategy in (badge_sampling, coreset_sampling):
-        learner = ModalActiveLearner(estimator=CNNClassifier(**TINY), query_strategy=strategy,
+        learner = ModalActiveLearner(estimator=CNNClassifier(**SEEDED), query_strategy=strategy,
                                      X_training=X, y_training=y)
         idx, _ = learner.query(pool, n_instances=4)
         assert len(set(np.asarray(idx).tolist())) == 4

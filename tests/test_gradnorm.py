@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
+from conftest import TINY, ArrayDataset
 from skal import ActiveLearner, CNNClassifier, MultiLabelCNNClassifier
 from skal.exceptions import SkalTypeError, SkalValueError
 from skal.query import gradnorm as gradnorm_module
@@ -18,8 +18,7 @@ from skal.query.registry import STRATEGIES, get_strategy, strategy_name
 from skal.utils.validation import to_image_tensor
 
 RTOL = 1e-5
-TINY = dict(module__widths=(8,), module__hidden=16, max_epochs=2, batch_size=16,
-            min_steps=None, augment=None, random_state=0)
+SEEDED = dict(TINY, random_state=0)
 
 
 class UserNet(nn.Module):
@@ -52,14 +51,14 @@ def nets():
     y = np.random.default_rng(0).integers(0, 3, 60)
     Y = (np.random.default_rng(1).random((60, 4)) < 0.4).astype(int)
     return {
-        "softmax": CNNClassifier(**TINY).fit(X, y),
+        "softmax": CNNClassifier(**SEEDED).fit(X, y),
         "user": CNNClassifier(module=UserNet, module__n_classes=3, max_epochs=2,
                               min_steps=None, augment=None, random_state=0).fit(X, y),
-        "sigmoid": MultiLabelCNNClassifier(**TINY).fit(X, Y),
-        "binary": CNNClassifier(**TINY).fit(X, y % 2),
+        "sigmoid": MultiLabelCNNClassifier(**SEEDED).fit(X, Y),
+        "binary": CNNClassifier(**SEEDED).fit(X, y % 2),
         # one-vs-rest on 1-d labels: one sigmoid logit, or one per class
-        "ovr_binary": MultiLabelCNNClassifier(**TINY).fit(X, np.array(["no", "yes"])[y % 2]),
-        "ovr_multiclass": MultiLabelCNNClassifier(**TINY).fit(X, y),
+        "ovr_binary": MultiLabelCNNClassifier(**SEEDED).fit(X, np.array(["no", "yes"])[y % 2]),
+        "ovr_multiclass": MultiLabelCNNClassifier(**SEEDED).fit(X, y),
     }
 
 
@@ -74,7 +73,7 @@ def _reference_scores(net, X, kind, scope, norm):
     module = net.module_.eval()
     params = ([p for p in module.parameters() if p.requires_grad] if scope == "all"
               else [net.final_layer_.weight, net.final_layer_.bias])
-    multilabel = net._multilabel
+    multilabel = isinstance(net, MultiLabelCNNClassifier)     # sigmoid outputs
     scores = []
     for i in range(len(X)):
         z = module(to_image_tensor(X[i:i + 1]))
@@ -200,17 +199,6 @@ def test_subset_scores_only_the_subset(nets, pool, monkeypatch):
         expected_gradnorm(net, pool, 5, subset=4)
 
 
-class _PoolDataset(Dataset):
-    def __init__(self, X):
-        self.X = X
-
-    def __len__(self):
-        return len(self.X)
-
-    def __getitem__(self, i):
-        return torch.from_numpy(self.X[i]), 0
-
-
 @pytest.mark.parametrize("scope", ["last", "all"])
 def test_memmap_and_dataset_pools(nets, pool, tmp_path, scope):
     net = nets["softmax"]
@@ -222,9 +210,9 @@ def test_memmap_and_dataset_pools(nets, pool, tmp_path, scope):
     np.testing.assert_allclose(classifier_expected_gradnorm(net, ro, scope=scope, batch_size=5),
                                expected, rtol=1e-6)
     np.testing.assert_allclose(
-        classifier_expected_gradnorm(net, _PoolDataset(pool), scope=scope, batch_size=5),
+        classifier_expected_gradnorm(net, ArrayDataset(pool, labelled=True), scope=scope, batch_size=5),
         expected, rtol=1e-6)
-    idx, _ = expected_gradnorm(net, _PoolDataset(pool), 2, scope=scope, subset=12,
+    idx, _ = expected_gradnorm(net, ArrayDataset(pool, labelled=True), 2, scope=scope, subset=12,
                                random_state=0)
     assert len(set(idx.tolist())) == 2 and idx.max() < len(pool)
 
@@ -232,7 +220,7 @@ def test_memmap_and_dataset_pools(nets, pool, tmp_path, scope):
 def test_in_skal_learner_and_registry(pool):
     X = _images(30, 3)
     y = np.arange(30) % 2
-    learner = ActiveLearner(CNNClassifier(**TINY), query_strategy=get_strategy("expected_gradnorm_all"),
+    learner = ActiveLearner(CNNClassifier(**SEEDED), query_strategy=get_strategy("expected_gradnorm_all"),
                             X_training=X, y_training=y)
     idx, X_query = learner.query(pool, n_instances=4, random_state=0)
     assert len(set(idx.tolist())) == 4
@@ -242,7 +230,9 @@ def test_in_skal_learner_and_registry(pool):
     for name in ("expected_gradnorm", "expected_gradnorm_last", "expected_gradnorm_all",
                  "entropy_gradnorm", "entropy_gradnorm_last", "entropy_gradnorm_all"):
         assert strategy_name(STRATEGIES[name]) == name
-    assert STRATEGIES["entropy_gradnorm_all"].keywords == {"scope": "all"}
+    idx, _ = get_strategy("entropy_gradnorm_all")(learner, pool, 4)   # the "all" scope
+    scores = classifier_entropy_gradnorm(learner, pool, scope="all")
+    np.testing.assert_array_equal(idx, np.argsort(-scores)[:4])
     assert strategy_name(functools.partial(expected_gradnorm, scope="all")) == \
         "expected_gradnorm_all"
     assert strategy_name(functools.partial(expected_gradnorm, norm="l2")) == \
@@ -269,7 +259,7 @@ def test_in_modal_learner(nets, pool):
 
     X = _images(30, 3)
     y = np.arange(30) % 2
-    learner = ModalActiveLearner(estimator=CNNClassifier(**TINY),
+    learner = ModalActiveLearner(estimator=CNNClassifier(**SEEDED),
                                  query_strategy=functools.partial(expected_gradnorm, scope="all"),
                                  X_training=X, y_training=y)
     idx, X_query = learner.query(pool, n_instances=3)

@@ -1,6 +1,8 @@
 """``tune_malloc``: glibc keeps freed activation memory instead of faulting it back in."""
 
+import json
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -8,11 +10,19 @@ import textwrap
 import pytest
 
 from skal import SkalValueError
-from skal.utils import malloc as malloc_module
 from skal.utils.malloc import tune_malloc
 
-glibc_only = pytest.mark.skipif(malloc_module._mallopt() is None,
-                                reason="the C library has no mallopt (not glibc)")
+glibc_only = pytest.mark.skipif(
+    not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"),
+    reason="the C library has no mallopt (not glibc)")
+
+
+def _run(code, env):
+    """Run ``code`` in a fresh process (tune_malloc changes the whole process, so never
+    this test process) and return the JSON it prints last."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 # Page faults of 20 allocate-touch-free cycles of an 8 MiB block, before and after
 # tune_malloc(), in a process whose allocator maps (and unmaps) every block > 128 KiB.
@@ -41,29 +51,37 @@ _FAULTS = textwrap.dedent("""
 def test_freed_blocks_are_reused_without_page_faults():
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
     env.pop("MALLOC_TRIM_THRESHOLD_", None)
-    out = subprocess.run([sys.executable, "-c", _FAULTS], capture_output=True, text=True,
-                         env=env, check=True)
-    import json
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = _run(_FAULTS, env)
     assert result["applied"] is True
     # before: every cycle maps 2048 fresh 4 KiB pages; after: the heap keeps them
     assert result["before"] > 20 * 1500
     assert result["after"] < 3 * 2048
 
 
-@glibc_only
-def test_sets_environment_for_child_processes(monkeypatch):
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
-    assert tune_malloc(child_processes=False) is True
-    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
-    assert tune_malloc(mmap_threshold=2**24, trim_threshold=2**27) is True
-    assert os.environ["MALLOC_MMAP_THRESHOLD_"] == str(2**24)
-    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == str(2**27)
-    # a user's own setting wins
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "123")
+_ENVIRONMENT = textwrap.dedent("""
+    import json, os
+    from skal.utils.malloc import tune_malloc
+
+    keys = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+    result = {"quiet": tune_malloc(child_processes=False),
+              "quiet_env": [os.environ.get(k) for k in keys],
+              "loud": tune_malloc(mmap_threshold=2**24, trim_threshold=2**27),
+              "loud_env": [os.environ.get(k) for k in keys]}
+    os.environ["MALLOC_TRIM_THRESHOLD_"] = "123"
     tune_malloc()
-    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "123"
+    result["user_env"] = os.environ["MALLOC_TRIM_THRESHOLD_"]
+    print(json.dumps(result))
+""")
+
+
+@glibc_only
+def test_sets_environment_for_child_processes():
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+    result = _run(_ENVIRONMENT, env)
+    assert result["quiet"] is True and result["quiet_env"] == [None, None]
+    assert result["loud"] is True and result["loud_env"] == [str(2**24), str(2**27)]
+    assert result["user_env"] == "123"          # a user's own setting wins
 
 
 def test_no_mallopt_is_reported_not_raised(monkeypatch):

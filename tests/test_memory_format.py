@@ -7,11 +7,11 @@ import torch
 from sklearn.base import clone
 from torch import nn
 
+from conftest import TINY
 from skal import CNNClassifier, MultiLabelCNNClassifier, SkalValueError
 from skal.query import classifier_entropy_gradnorm, classifier_expected_gradnorm
 
-TINY = dict(module__widths=(8, 8), module__hidden=16, max_epochs=2, batch_size=16,
-            min_steps=None, augment=None, random_state=0)
+NET = dict(TINY, module__widths=(8, 8), random_state=0)
 
 
 def _data(n=40, channels=3, size=8, seed=0):
@@ -59,9 +59,9 @@ class ViewNet(FlattenNet):
 
 def test_auto_uses_channels_last_for_skal_nets():
     X, y = _data()
-    assert _is_channels_last(CNNClassifier(**TINY).fit(X, y))
-    assert _is_channels_last(MultiLabelCNNClassifier(**TINY).fit(X, np.eye(3)[y]))
-    assert not _is_channels_last(CNNClassifier(memory_format="contiguous", **TINY).fit(X, y))
+    assert _is_channels_last(CNNClassifier(**NET).fit(X, y))
+    assert _is_channels_last(MultiLabelCNNClassifier(**NET).fit(X, np.eye(3)[y]))
+    assert not _is_channels_last(CNNClassifier(memory_format="contiguous", **NET).fit(X, y))
 
 
 def test_auto_keeps_user_module_layout_and_opt_in_works():
@@ -77,7 +77,7 @@ def test_layout_changes_no_prediction_or_gradient_score():
     """Same weights in both layouts: the same probabilities and GradNorm scores up to
     float32 rounding."""
     X, y = _data()
-    net = CNNClassifier(memory_format="contiguous", **TINY).fit(X, y)
+    net = CNNClassifier(memory_format="contiguous", **NET).fit(X, y)
     reference = {
         "proba": net.predict_proba(X),
         "embed": net.embed(X),
@@ -104,7 +104,7 @@ def test_layout_changes_no_prediction_or_gradient_score():
 def test_tabular_input_stays_contiguous():
     rng = np.random.default_rng(0)
     X, y = rng.random((30, 5), dtype=np.float32), np.arange(30) % 2
-    net = CNNClassifier(**{**TINY, "module__widths": (4,)}).fit(X, y)
+    net = CNNClassifier(**{**NET, "module__widths": (4,)}).fit(X, y)
     assert all(w.is_contiguous() for w in _conv_weights(net))
 
 
@@ -112,13 +112,12 @@ def test_in_params_and_clone():
     net = CNNClassifier(memory_format="contiguous")
     assert net.get_params()["memory_format"] == "contiguous"
     assert clone(net).memory_format == "contiguous"
-    assert CNNClassifier().memory_format == "auto"
 
 
 @pytest.mark.parametrize("value", ["channels-last", None, torch.channels_last, 1])
 def test_bad_value_is_clear_error_before_any_change(value):
     X, y = _data()
-    net = CNNClassifier(memory_format="contiguous", **TINY).fit(X, y)
+    net = CNNClassifier(memory_format="contiguous", **NET).fit(X, y)
     before = net.predict_proba(X)
     net.set_params(memory_format=value)
     with pytest.raises(SkalValueError, match="memory_format") as info:

@@ -6,13 +6,10 @@ import torch
 from sklearn.base import clone
 from torch import nn
 
+from conftest import FAST, TINY
 from skal import CNNClassifier, MultiLabelCNNClassifier, NotFittedError, SkalValueError
 from skal.data import load_digits_images
 from skal.nets import ResNet18, SmallCNN
-
-# min_steps=None / augment=None: exactly max_epochs epochs, no augmentation.
-FAST = dict(min_steps=None, augment=None)
-TINY = dict(FAST, module__widths=(8,), module__hidden=16, max_epochs=2, batch_size=16)
 
 
 def tiny_net(**kw):

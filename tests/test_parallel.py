@@ -12,12 +12,12 @@ from joblib import parallel_backend
 from sklearn.model_selection import GridSearchCV
 from torch.utils.data import TensorDataset
 
+from conftest import TINY
 from skal import ActiveLearningClassifier, CNNClassifier
 from skal.data import load_digits_images
 from skal.query.base import predict_proba_pool, score_pool
 
-TINY = dict(module__widths=(8,), module__hidden=16, max_epochs=3, min_steps=None,
-            augment=None, batch_size=16)
+NET = dict(TINY, max_epochs=3)
 STRATEGIES = ["random", "uncertainty", "margin", "entropy"]
 
 
@@ -30,11 +30,11 @@ def digits():
 @pytest.fixture(scope="module")
 def fitted_net(digits):
     X, y = digits
-    return CNNClassifier(**TINY, random_state=0).fit(X, y)
+    return CNNClassifier(**NET, random_state=0).fit(X, y)
 
 
 def _search(n_jobs):
-    model = ActiveLearningClassifier(CNNClassifier(**TINY), n_initial=12, n_queries=2,
+    model = ActiveLearningClassifier(CNNClassifier(**NET), n_initial=12, n_queries=2,
                                      batch_size=6, random_state=0)
     return GridSearchCV(model, {"query_strategy": STRATEGIES}, cv=2, n_jobs=n_jobs)
 

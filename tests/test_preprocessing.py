@@ -7,12 +7,11 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, cross_validate
 from sklearn.pipeline import Pipeline
 
+from conftest import TINY
 from skal import ActiveLearningClassifier, CNNClassifier, SkalTypeError, SkalValueError
 from skal.data import load_digits_images
 from skal.preprocessing import ImageResizer, ImageScaler, ImageStandardizer
 
-TINY = dict(module__widths=(8,), module__hidden=16, max_epochs=2, min_steps=None,
-            augment=None, batch_size=16)
 
 
 @pytest.fixture(scope="module")

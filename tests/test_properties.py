@@ -16,8 +16,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from torch.utils.data import Dataset
 
+from conftest import ArrayDataset
 from skal import (ActiveLearner, CNNClassifier, MultiLabelCNNClassifier, NotFittedError,
                   SkalError)
 from skal.query import coreset_sampling, margin_sampling, random_sampling
@@ -70,24 +70,13 @@ def _labels(kind, codes):
             "bool": codes.astype(bool)}[kind]
 
 
-class ListDataset(Dataset):
-    def __init__(self, X):
-        self.X = X
-
-    def __len__(self):
-        return len(self.X)
-
-    def __getitem__(self, i):
-        return torch.from_numpy(np.ascontiguousarray(self.X[i]))
-
-
 def _pool(kind, X, tmp_path):
     if kind == "array":
         return X
     if kind == "tensor":
         return torch.from_numpy(np.ascontiguousarray(X))
     if kind == "dataset":
-        return ListDataset(X)
+        return ArrayDataset(X)
     path = tmp_path / f"pool-{X.shape}-{X.dtype.str}.dat"
     mm = np.memmap(path, dtype=X.dtype, mode="w+", shape=X.shape)
     mm[:] = X

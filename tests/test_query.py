@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
-import torch
-from torch.utils.data import Dataset
 
+from conftest import ArrayDataset
 from skal import ActiveLearner, CNNClassifier, MultiLabelCNNClassifier, SkalValueError
 from skal.data import load_digits_images
 from skal.query import (classifier_entropy, classifier_margin, classifier_uncertainty,
@@ -235,19 +234,6 @@ def fitted():
     clf = CNNClassifier(min_steps=None, augment=None, module__widths=(8,), module__hidden=16,
                         max_epochs=2, random_state=0).fit(X8[:40], y[:40] % 2)
     return clf, X8[40:150]
-
-
-class ArrayDataset(Dataset):
-    def __init__(self, X, labelled=False):
-        self.X = X
-        self.labelled = labelled
-
-    def __len__(self):
-        return len(self.X)
-
-    def __getitem__(self, i):
-        x = torch.from_numpy(np.asarray(self.X[i]).copy())
-        return (x, 0) if self.labelled else x
 
 
 def test_memmap_pool_matches_array(fitted, tmp_path):

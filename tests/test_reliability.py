@@ -24,6 +24,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 import skal.nets.base as base_module
 import skal.simulate as simulate_module
+from conftest import FAST, TINY
 from skal import (ActiveLearner, CNNClassifier, MultiLabelCNNClassifier, NotFittedError,
                   SkalError, SkalTypeError, SkalValueError)
 from skal.cli import main
@@ -34,8 +35,6 @@ from skal.nets import VAE
 from skal.query import coreset_sampling
 from skal.simulate import simulate
 
-FAST = dict(min_steps=None, augment=None)
-TINY = dict(FAST, module__widths=(8,), module__hidden=16, max_epochs=2, batch_size=16)
 
 
 def tiny_net(**kw):

@@ -15,29 +15,14 @@ import numbers
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+from torch.utils.data import DataLoader, Subset, default_collate
 
 from ..exceptions import SkalTypeError, SkalValueError
+from ..utils.validation import is_dataset, pool_length
 
 __all__ = ["is_dataset", "pool_length", "iter_pool", "take", "materialize", "DEFAULT_BATCH_SIZE"]
 
 DEFAULT_BATCH_SIZE = 256
-
-
-def is_dataset(X):
-    """True if ``X`` is a torch ``Dataset`` (rather than an array-like)."""
-    return isinstance(X, Dataset)
-
-
-def pool_length(X):
-    """Number of samples in a pool (array, memmap, tensor or torch ``Dataset``)."""
-    try:
-        return len(X)
-    except TypeError as exc:
-        raise SkalTypeError(
-            f"A pool must be an array of images or a torch Dataset with a length; got "
-            f"{type(X).__name__}."
-        ) from exc
 
 
 def _first_item(batch):

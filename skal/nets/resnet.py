@@ -49,7 +49,8 @@ class ResNet18(nn.Module):
     """
 
     # Its forward only uses layout-agnostic ops (no .view), so skal's classifiers store
-    # it channels_last by default (memory_format="auto"), 2x faster convolutions on CPU.
+    # it channels_last by default (memory_format="auto"): faster convolutions on CPU
+    # (benchmarks/README.md, "Layout").
     supports_channels_last = True
 
     def __init__(self, in_channels=1, n_outputs=2, widths=(64, 128, 256, 512),

@@ -31,7 +31,8 @@ class SmallCNN(nn.Module):
     """
 
     # Its forward only uses layout-agnostic ops (no .view), so skal's classifiers store
-    # it channels_last by default (memory_format="auto"), 2x faster convolutions on CPU.
+    # it channels_last by default (memory_format="auto"): faster convolutions on CPU
+    # (benchmarks/README.md, "Layout").
     supports_channels_last = True
 
     def __init__(self, in_channels=1, n_outputs=2, widths=(16, 32, 64), convs_per_block=1,

@@ -4,15 +4,15 @@ batch (CPU inference and pool scoring on Linux).
 A forward pass over a batch of 256 small images allocates activations of ~10 MB each.
 With glibc's default, adaptive settings, freed blocks at the top of the heap are
 returned to the OS (``M_TRIM_THRESHOLD``) and the next batch takes page faults to get
-them back: on the 2-core development machine a forward pass over 10,000 28-px images
-took 0.8 s instead of 0.35 s (``benchmarks/query_speed.py --malloc default``).
-PyTorch's CPU performance guide suggests the same kind of fix, or preloading jemalloc
-or tcmalloc.
+them back. What this costs is measured in ``benchmarks/README.md`` ("Allocator",
+``benchmarks/query_speed.py --malloc default``). PyTorch's CPU performance guide
+suggests the same kind of fix, or preloading jemalloc or tcmalloc.
 
 :func:`tune_malloc` fixes two thresholds with ``mallopt``: blocks up to
 ``mmap_threshold`` come from the heap, and up to ``trim_threshold`` of free heap is kept
-for reuse. It changes the whole process, so skal never calls it on import: the ``skal``
-command and the benchmarks do, and applications can.
+for reuse. It changes the whole process, so skal never calls it by itself: the ``skal``
+command does only when asked (``skal --tune-malloc ...`` or ``SKAL_TUNE_MALLOC=1``),
+the benchmarks do, and applications can.
 """
 
 import ctypes

@@ -12,11 +12,13 @@ import torch
 from scipy import sparse
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.multiclass import type_of_target
+from torch.utils.data import Dataset
 
 from ..exceptions import SkalTypeError, SkalValueError
-from ..data.pool import is_dataset, pool_length
 
 __all__ = [
+    "is_dataset",
+    "pool_length",
     "check_images",
     "check_labels",
     "check_consistent_length",
@@ -27,6 +29,22 @@ __all__ = [
 ]
 
 _NUMERIC_KINDS = "biuf"
+
+
+def is_dataset(X):
+    """True if ``X`` is a torch ``Dataset`` (rather than an array-like)."""
+    return isinstance(X, Dataset)
+
+
+def pool_length(X):
+    """Number of samples in a pool (array, memmap, tensor or torch ``Dataset``)."""
+    try:
+        return len(X)
+    except TypeError as exc:
+        raise SkalTypeError(
+            f"A pool must be an array of images or a torch Dataset with a length; got "
+            f"{type(X).__name__}."
+        ) from exc
 
 
 def check_finite(X, name="X"):

@@ -79,28 +79,43 @@ _MAX_REASON_CHARS = 300
 # ---------------------------------------------------------------------------------
 
 _quiet_state = threading.local()
+_filter_lock = threading.Lock()
+_filter_users = 0           # read_dicom calls in progress, in all threads
 
 
 class _QuietPydicomFilter(logging.Filter):
     """Drop records of the ``pydicom`` logger while this thread is inside read_dicom.
 
     pydicom both warns and logs every oddity of a damaged file; the reader turns
-    real failures into :class:`DicomReadError`, so the flood is noise.
+    real failures into :class:`DicomReadError`, so the flood is noise. Records that
+    other threads log meanwhile pass.
     """
-
-    _skal_quiet_filter = True
 
     def filter(self, record):
         return not getattr(_quiet_state, "depth", 0)
 
 
-def _install_quiet_filter():
+_QUIET_FILTER = _QuietPydicomFilter()
+
+
+@contextmanager
+def _pydicom_filter():
+    """The filter sits on the ``pydicom`` logger only while some read is in progress:
+    installed by the first reader to enter, removed by the last to leave, so
+    importing or using skal leaves the logger as it was."""
+    global _filter_users
     logger = logging.getLogger("pydicom")
-    if not any(getattr(f, "_skal_quiet_filter", False) for f in logger.filters):
-        logger.addFilter(_QuietPydicomFilter())
-
-
-_install_quiet_filter()
+    with _filter_lock:
+        if _filter_users == 0:
+            logger.addFilter(_QUIET_FILTER)
+        _filter_users += 1
+    try:
+        yield
+    finally:
+        with _filter_lock:
+            _filter_users -= 1
+            if _filter_users == 0:
+                logger.removeFilter(_QUIET_FILTER)
 
 
 @contextmanager
@@ -108,7 +123,7 @@ def _quiet():
     """Silence pydicom's warnings and log records and numpy's floating-point warnings."""
     _quiet_state.depth = getattr(_quiet_state, "depth", 0) + 1
     try:
-        with warnings.catch_warnings():
+        with _pydicom_filter(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with np.errstate(all="ignore"):
                 yield
