@@ -54,14 +54,23 @@ def fitted(digits):
 
 
 class RaiseAt(Callback):
-    """Raises ``exc`` at the end of epoch ``epoch`` (1-based) of a fit."""
+    """Raises ``exc`` inside the network's first forward pass of epoch ``epoch``
+    (1-based, counted over the net's whole history), as a Ctrl-C or an error would
+    arrive mid-batch. (Not from the callback itself: a callback raising
+    KeyboardInterrupt is skorch's way to stop training early, e.g. EarlyStopping.)"""
 
     def __init__(self, epoch, exc=KeyboardInterrupt):
         self.epoch, self.exc = epoch, exc
 
-    def on_epoch_end(self, net, **kwargs):
+    def on_epoch_begin(self, net, **kwargs):
         if len(net.history) == self.epoch:
-            raise self.exc()
+            exc = self.exc
+
+            def interrupt(module, inputs):
+                handle.remove()
+                raise exc()
+
+            handle = net.module_.register_forward_pre_hook(interrupt)
 
 
 def _weights(net):

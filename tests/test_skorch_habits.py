@@ -67,3 +67,15 @@ def test_validation_split_makes_early_stopping_work(digits):
     net = CNNClassifier(**{**TINY, "max_epochs": 3}, callbacks=[EarlyStopping(patience=2)],
                         train_split=ValidSplit(0.25)).fit(X[:60], y[:60])
     assert all(np.isfinite(row["valid_loss"]) for row in net.history)
+
+
+def test_early_stopping_ends_training_normally(digits):
+    # skorch's EarlyStopping ends training by raising KeyboardInterrupt; skal must read
+    # that as a normal end of training (not as Ctrl-C, which it propagates)
+    X, y = digits
+    stopper = EarlyStopping(monitor="train_loss", patience=1, threshold=1e9,
+                            threshold_mode="abs", lower_is_better=True)
+    net = CNNClassifier(**{**TINY, "max_epochs": 8, "min_steps": 0},
+                        callbacks=[stopper]).fit(X[:40], y[:40])
+    assert len(net.history) < 8
+    assert net.predict(X[:5]).shape == (5,)

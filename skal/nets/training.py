@@ -27,9 +27,29 @@ def run_training(net, X, y, **fit_params):
     if not net.initialized_:
         net.initialize()
     net.notify("on_train_begin", X=X, y=y)
-    net.fit_loop(X, y, **fit_params)
+    try:
+        net.fit_loop(X, y, **fit_params)
+    except KeyboardInterrupt as exc:
+        # skorch's own way for a callback to end training early (``EarlyStopping``
+        # raises KeyboardInterrupt): that is a normal end, not Ctrl-C
+        if not _raised_by_callback(exc, net):
+            raise
     net.notify("on_train_end", X=X, y=y)
     return net
+
+
+def _raised_by_callback(exc, net):
+    """Whether ``exc`` was raised by one of the net's callbacks: the innermost frame
+    of its traceback is a method of a callback in ``net.callbacks_``. (A real Ctrl-C
+    that lands while a callback's own code runs is read the same way; that window is
+    a few Python lines per epoch.)"""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    owner = tb.tb_frame.f_locals.get("self")
+    return owner is not None and any(owner is cb for _, cb in getattr(net, "callbacks_", ()))
 
 
 def _stateful(value):
