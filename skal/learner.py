@@ -21,7 +21,8 @@ from sklearn.pipeline import Pipeline
 from . import finetune
 from .data.pool import is_dataset, materialize, pool_length, take
 from .exceptions import NotFittedError, SkalTypeError, SkalValueError
-from .query.base import predicts_label_sets
+from .labels import output_kind
+from .query.base import fitted_estimator
 from .query.disagreement import vote_entropy_sampling
 from .query.synthesis import Synthesized
 from .query.uncertainty import uncertainty_sampling
@@ -511,7 +512,7 @@ class ActiveLearner(_QueryMixin, BaseEstimator):
     def _check_new_classes(self, y, only_new):
         estimator = self.estimator_
         classes = getattr(estimator, "classes_", None)
-        if classes is None or y.ndim != 1 or predicts_label_sets(estimator):
+        if classes is None or y.ndim != 1 or output_kind(estimator) == "multilabel":
             return
         fixed = getattr(estimator, "classes", None) is not None
         continuing = only_new or getattr(estimator, "warm_start", False)
@@ -769,7 +770,7 @@ class Committee(_QueryMixin, BaseEstimator):
     def _check_tasks(self):
         """Every member solves the same kind of task (see ``learner_list``)."""
         members = self.learner_list
-        kinds = [predicts_label_sets(m) for m in members]
+        kinds = [output_kind(fitted_estimator(m)) == "multilabel" for m in members]
         if len(set(kinds)) > 1:
             raise SkalValueError(
                 "The committee mixes members that predict label sets (multi-label) with "
@@ -792,7 +793,7 @@ class Committee(_QueryMixin, BaseEstimator):
     def _multilabel(self):
         # members predicting label sets (multi-hot); one-vs-rest members fitted on 1-d
         # labels vote and average classes as single-label members do
-        return predicts_label_sets(self.learner_list[0])
+        return output_kind(fitted_estimator(self.learner_list[0])) == "multilabel"
 
     @property
     def classes_(self):

@@ -33,7 +33,7 @@ from ..grad import (DEFAULT_CHUNK_SIZE, NORMS, class_gradient_sqnorms,
                     class_logit_gradients, last_layer_norm, logit_gradient,
                     per_sample_grad_norms)
 from ..utils.validation import check_n_instances, to_image_tensor
-from .base import (_seed_of, fitted_estimator, is_multilabel, multi_argmax, score_pool,
+from .base import (_seed_of, fitted_estimator, multi_argmax, resolve_multilabel, score_pool,
                    subset_positions)
 
 __all__ = [
@@ -65,10 +65,6 @@ def _check_options(scope, norm):
         raise SkalValueError(f"scope must be 'last' or 'all'; got {scope!r}.")
     if norm not in NORMS:
         raise SkalValueError(f"norm must be 'reference' or 'l2'; got {norm!r}.")
-
-
-def _resolve_multilabel(classifier, multilabel):
-    return is_multilabel(classifier) if multilabel is None else bool(multilabel)
 
 
 def _label_basis(z):
@@ -143,7 +139,7 @@ def _gradnorm_scores(classifier, X, kind, scope, norm, multilabel, batch_size, c
     """Score the pool with :func:`score_pool`; ``kind`` is "expected" or "entropy"."""
     _check_options(scope, norm)
     estimator = head_estimator(classifier)
-    multilabel = _resolve_multilabel(classifier, multilabel)
+    multilabel = resolve_multilabel(classifier, multilabel, read="logits")
     batch_size = batch_size or getattr(estimator, "predict_batch_size", None)
 
     if scope == "last":

@@ -30,8 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..data.pool import pool_length, take
 from ..exceptions import SkalTypeError, SkalValueError
-from ..nets.classifier import encode_labels
-from ..nets.multilabel import one_vs_rest_targets
+from ..labels import encode_labels, one_vs_rest_targets
 from ..nets.vae import VAE
 from ..utils.seeding import resolve_seed
 from ..utils.validation import check_n_instances
