@@ -13,6 +13,7 @@ from torch.utils.data import Subset
 from ..data.pool import DEFAULT_BATCH_SIZE, is_dataset, iter_pool, pool_length
 from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
 from .. import labels as _labels
+from ..utils.seeding import resolve_seed
 from ..utils.validation import check_n_instances
 
 __all__ = ["labelled_data", "random_state_of", "subset_positions", "score_pool", "predict_proba_pool", "multi_argmax", "fitted_estimator",
@@ -191,7 +192,7 @@ def multi_argmax(values, n_instances=1, random_state=None):
     if random_state is None:
         tie_break = np.arange(len(values))
     else:
-        tie_break = np.random.default_rng(_seed_of(random_state)).permutation(len(values))
+        tie_break = np.random.default_rng(resolve_seed(random_state)).permutation(len(values))
     if n_instances < len(values):
         # Keep every candidate tied with the k-th largest value, then sort those only.
         threshold = np.partition(values, len(values) - n_instances)[len(values) - n_instances]
@@ -201,14 +202,6 @@ def multi_argmax(values, n_instances=1, random_state=None):
     order = np.lexsort((tie_break[candidates], -values[candidates]))[:n_instances]
     indices = candidates[order]
     return indices, values[indices]
-
-
-def _seed_of(random_state):
-    if isinstance(random_state, np.random.RandomState):
-        return random_state.randint(0, 2**31 - 1)
-    if isinstance(random_state, np.random.Generator):
-        return random_state.integers(0, 2**31 - 1)
-    return random_state
 
 
 def subset_positions(n_pool, subset, n_instances, random_state):
@@ -226,5 +219,5 @@ def subset_positions(n_pool, subset, n_instances, random_state):
         )
     if subset >= n_pool:
         return None
-    rng = np.random.default_rng(_seed_of(random_state))
+    rng = np.random.default_rng(resolve_seed(random_state))
     return np.sort(rng.choice(n_pool, size=int(subset), replace=False))

@@ -20,7 +20,8 @@ from ..exceptions import SkalValueError
 from ..grad import logit_gradient
 from ..labels import pseudo_labels
 from ..utils.validation import check_n_instances
-from .base import _seed_of, is_multilabel, labelled_data, score_pool
+from ..utils.seeding import resolve_seed
+from .base import is_multilabel, labelled_data, score_pool
 from .gradnorm import head_estimator
 
 __all__ = [
@@ -35,7 +36,7 @@ _CHUNK = 2048
 
 
 def _rng(random_state):
-    return np.random.default_rng(_seed_of(random_state))
+    return np.random.default_rng(resolve_seed(random_state))
 
 
 # -------------------------------------------------------------------------- BADGE

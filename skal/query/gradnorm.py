@@ -33,7 +33,8 @@ from ..grad import (DEFAULT_CHUNK_SIZE, NORMS, class_gradient_sqnorms,
                     class_logit_gradients, last_layer_norm, logit_gradient,
                     per_sample_grad_norms)
 from ..utils.validation import check_n_instances, to_image_tensor
-from .base import (_seed_of, fitted_estimator, multi_argmax, resolve_multilabel, score_pool,
+from ..utils.seeding import resolve_seed
+from .base import (fitted_estimator, multi_argmax, resolve_multilabel, score_pool,
                    subset_positions)
 
 __all__ = [
@@ -264,8 +265,7 @@ def classifier_entropy_gradnorm(classifier, X, *, scope="last", norm="reference"
 def _query(measure, classifier, X_pool, n_instances, subset, random_state, measure_kwargs):
     n_pool = pool_length(X_pool)
     n_instances = check_n_instances(n_instances, n_pool)
-    if isinstance(random_state, np.random.RandomState):
-        random_state = _seed_of(random_state)
+    random_state = resolve_seed(random_state)     # one draw for the subset and the ties
     positions = subset_positions(n_pool, subset, n_instances, random_state)
     X = X_pool if positions is None else take(X_pool, positions)
     scores = measure(classifier, X, **measure_kwargs)
