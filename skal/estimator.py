@@ -35,7 +35,7 @@ from .nets.classifier import task_classes
 from .query.registry import fresh_copy, get_strategy
 from .query.uncertainty import uncertainty_sampling
 from .campaign.engine import check_budget, initial_set, run_rounds, stratified_indices
-from .campaign.engine import with_seed as _with_seed
+from .campaign.engine import with_seed
 from .utils.seeding import resolve_seed
 from .utils.validation import check_consistent_length, check_images, check_labels
 
@@ -298,7 +298,7 @@ class ActiveLearningClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimato
         n_initial, batch_size, n_queries = self._budget(n)
         seed = resolve_seed(self.random_state)
         start_idx = self._initial_set(y, n_initial, seed, multilabel)
-        estimator = _with_seed(self._base_estimator(), seed,
+        estimator = with_seed(self._base_estimator(), seed,
                                None if multilabel else classes)
         learner = ActiveLearner(estimator, strategy, **fit_params)
 

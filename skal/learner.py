@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 
 from . import finetune
 from .data.pool import is_dataset, materialize, pool_length, take
-from .exceptions import NotFittedError, SkalTypeError, SkalValueError
+from .exceptions import NotFittedError, QueryResultError, SkalTypeError, SkalValueError
 from .labels import output_kind
 from .query.base import fitted_estimator
 from .query.disagreement import vote_entropy_sampling
@@ -99,22 +99,22 @@ def _check_query_indices(indices, n_pool, n_instances, strategy):
     name = getattr(strategy, "__name__", type(strategy).__name__)
     indices = np.atleast_1d(np.asarray(indices))
     if indices.ndim != 1 or (indices.size and indices.dtype.kind not in "iu"):
-        raise SkalValueError(
+        raise QueryResultError(
             f"The query strategy {name} returned {indices!r}; a strategy must return a "
             "1-d array of integer pool indices (or (indices, scores))."
         )
     if indices.size == 0 or (n_instances is not None and indices.size > n_instances):
-        raise SkalValueError(
+        raise QueryResultError(
             f"The query strategy {name} returned {indices.size} indices for "
             f"n_instances={n_instances}."
         )
     if indices.min() < 0 or indices.max() >= n_pool:
-        raise SkalValueError(
+        raise QueryResultError(
             f"The query strategy {name} returned indices outside the pool "
             f"[0, {n_pool}): {indices[(indices < 0) | (indices >= n_pool)][:5].tolist()}."
         )
     if len(np.unique(indices)) != len(indices):
-        raise SkalValueError(f"The query strategy {name} returned duplicate indices.")
+        raise QueryResultError(f"The query strategy {name} returned duplicate indices.")
     return indices.astype(np.intp)
 
 
@@ -201,7 +201,7 @@ class _QueryMixin:
         raw, metrics = _split_query_result(result)
         if isinstance(raw, Synthesized):
             if n_instances is not None and len(raw) > n_instances:
-                raise SkalValueError(
+                raise QueryResultError(
                     f"The query strategy synthesized {len(raw)} samples for "
                     f"n_instances={n_instances}."
                 )

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.base import clone
 
 from ..data.pool import pool_length, take
-from ..exceptions import SkalValueError
+from ..exceptions import QueryResultError, SkalValueError
 from ..learner import _QueryMixin
 from ..utils.seeding import resolve_seed
 
@@ -169,10 +169,8 @@ def query_round(learner, X_pool, unlabelled, n_instances, *, seed=None, r=1,
     try:
         picked, _, scores = learner.query(take(X_pool, unlabelled), n_instances,
                                           return_metrics=True, **kwargs)
-    except SkalValueError as exc:
-        if not str(exc).startswith("The query strategy"):
-            raise
-        raise SkalValueError(
+    except QueryResultError as exc:
+        raise QueryResultError(
             f"{exc} In round {r} the strategy was given the {len(unlabelled)} samples "
             "not labelled yet: its indices must be distinct positions in that pool "
             "(already labelled samples are not in it and cannot be queried again)."

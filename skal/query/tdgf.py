@@ -1,8 +1,8 @@
 """Temporal Difference of Gradient Flow (TDGF) sampling.
 
 Chen, Ma, Cui, Zhang and Xia, "Active Learning based on Temporal Difference of Gradient
-Flow in Thoracic Disease Diagnosis", IEEE JBHI 2025. Only the abstract is public; the
-definition follows skal's ALGORITHMS.md section 4:
+Flow in Thoracic Disease Diagnosis", IEEE JBHI 2025. Only the abstract is public, so
+skal defines the method as follows (its own decisions marked *(choice)*):
 
 * each round a cheap *proxy* model and a *historical proxy* are trained on the labelled
   set; the historical proxy is the proxy at an earlier point of training that is a real
