@@ -24,7 +24,6 @@ they accept a skal learner, a modAL learner wrapping a skal classifier, or a fit
 classifier (anything exposing ``iter_head_outputs``).
 """
 
-import numpy as np
 import torch
 
 from ..data.pool import pool_length, take

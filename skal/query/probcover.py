@@ -35,7 +35,7 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
 from ..data.pool import pool_length
-from ..exceptions import SkalTypeError, SkalValueError
+from ..exceptions import SkalValueError
 from ..utils.validation import check_n_instances
 from ..utils.seeding import resolve_seed
 from .base import fitted_estimator, labelled_data
