@@ -23,7 +23,7 @@ import warnings
 from copy import deepcopy
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin
 from sklearn.metrics import check_scoring
 from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import available_if
@@ -32,10 +32,10 @@ from .data.pool import is_dataset, pool_length, take
 from .exceptions import NotFittedError, SkalTypeError, SkalValueError
 from .learner import ActiveLearner
 from .nets.classifier import task_classes
-from .query.registry import get_strategy
+from .query.registry import fresh_copy, get_strategy
 from .query.uncertainty import uncertainty_sampling
 from .campaign.engine import check_budget, initial_set, run_rounds, stratified_indices
-from .campaign.engine import with_seed as _with_seed
+from .campaign.engine import with_seed
 from .utils.seeding import resolve_seed
 from .utils.validation import check_consistent_length, check_images, check_labels
 
@@ -191,7 +191,7 @@ class ActiveLearningClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimato
                 f"or the name of a registered strategy; got {strategy!r}."
             )
         if hasattr(strategy, "get_params") and not isinstance(strategy, type):
-            return clone(strategy)      # stateful strategy: fresh state for every fit
+            return fresh_copy(strategy)  # stateful strategy: fresh state for every fit
         return strategy
 
     @staticmethod
@@ -298,7 +298,7 @@ class ActiveLearningClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimato
         n_initial, batch_size, n_queries = self._budget(n)
         seed = resolve_seed(self.random_state)
         start_idx = self._initial_set(y, n_initial, seed, multilabel)
-        estimator = _with_seed(self._base_estimator(), seed,
+        estimator = with_seed(self._base_estimator(), seed,
                                None if multilabel else classes)
         learner = ActiveLearner(estimator, strategy, **fit_params)
 

@@ -13,6 +13,7 @@ __all__ = [
     "SkalTypeError",
     "NotFittedError",
     "DataFileError",
+    "QueryResultError",
 ]
 
 
@@ -38,3 +39,9 @@ class NotFittedError(SkalError, _SklearnNotFittedError):
 
 class DataFileError(SkalValueError):
     """A data file is missing, unreadable or does not have the expected layout."""
+
+
+class QueryResultError(SkalValueError):
+    """A query strategy returned an invalid answer (indices that are not distinct
+    integer positions of the pool, or more samples than asked for). Callers that give
+    the strategy a sub-pool (campaign rounds) catch it by type to say which pool."""

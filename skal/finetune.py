@@ -27,6 +27,7 @@ import numpy as np
 from sklearn.base import clone
 
 from .exceptions import SkalValueError
+from .labels import output_kind
 
 __all__ = ["FINETUNE_FROM", "FINETUNE_ON", "check_policy", "training_set", "retrain"]
 
@@ -85,7 +86,7 @@ def training_set(learner, X_new, y_new, finetune_on):
 def _check_classes(model, y):
     classes = getattr(model, "classes_", None)
     y = np.asarray(y)
-    if classes is None or y.ndim != 1 or getattr(model, "multilabel_", False):
+    if classes is None or y.ndim != 1 or output_kind(model) == "multilabel":
         return
     unseen = np.setdiff1d(np.unique(y), classes)
     if unseen.size:

@@ -20,8 +20,9 @@ from sklearn.pipeline import Pipeline
 
 from . import finetune
 from .data.pool import is_dataset, materialize, pool_length, take
-from .exceptions import NotFittedError, SkalTypeError, SkalValueError
-from .query.base import predicts_label_sets
+from .exceptions import NotFittedError, QueryResultError, SkalTypeError, SkalValueError
+from .labels import output_kind
+from .query.base import fitted_estimator
 from .query.disagreement import vote_entropy_sampling
 from .query.synthesis import Synthesized
 from .query.uncertainty import uncertainty_sampling
@@ -98,22 +99,22 @@ def _check_query_indices(indices, n_pool, n_instances, strategy):
     name = getattr(strategy, "__name__", type(strategy).__name__)
     indices = np.atleast_1d(np.asarray(indices))
     if indices.ndim != 1 or (indices.size and indices.dtype.kind not in "iu"):
-        raise SkalValueError(
+        raise QueryResultError(
             f"The query strategy {name} returned {indices!r}; a strategy must return a "
             "1-d array of integer pool indices (or (indices, scores))."
         )
     if indices.size == 0 or (n_instances is not None and indices.size > n_instances):
-        raise SkalValueError(
+        raise QueryResultError(
             f"The query strategy {name} returned {indices.size} indices for "
             f"n_instances={n_instances}."
         )
     if indices.min() < 0 or indices.max() >= n_pool:
-        raise SkalValueError(
+        raise QueryResultError(
             f"The query strategy {name} returned indices outside the pool "
             f"[0, {n_pool}): {indices[(indices < 0) | (indices >= n_pool)][:5].tolist()}."
         )
     if len(np.unique(indices)) != len(indices):
-        raise SkalValueError(f"The query strategy {name} returned duplicate indices.")
+        raise QueryResultError(f"The query strategy {name} returned duplicate indices.")
     return indices.astype(np.intp)
 
 
@@ -200,7 +201,7 @@ class _QueryMixin:
         raw, metrics = _split_query_result(result)
         if isinstance(raw, Synthesized):
             if n_instances is not None and len(raw) > n_instances:
-                raise SkalValueError(
+                raise QueryResultError(
                     f"The query strategy synthesized {len(raw)} samples for "
                     f"n_instances={n_instances}."
                 )
@@ -511,7 +512,7 @@ class ActiveLearner(_QueryMixin, BaseEstimator):
     def _check_new_classes(self, y, only_new):
         estimator = self.estimator_
         classes = getattr(estimator, "classes_", None)
-        if classes is None or y.ndim != 1 or predicts_label_sets(estimator):
+        if classes is None or y.ndim != 1 or output_kind(estimator) == "multilabel":
             return
         fixed = getattr(estimator, "classes", None) is not None
         continuing = only_new or getattr(estimator, "warm_start", False)
@@ -769,7 +770,7 @@ class Committee(_QueryMixin, BaseEstimator):
     def _check_tasks(self):
         """Every member solves the same kind of task (see ``learner_list``)."""
         members = self.learner_list
-        kinds = [predicts_label_sets(m) for m in members]
+        kinds = [output_kind(fitted_estimator(m)) == "multilabel" for m in members]
         if len(set(kinds)) > 1:
             raise SkalValueError(
                 "The committee mixes members that predict label sets (multi-label) with "
@@ -792,7 +793,7 @@ class Committee(_QueryMixin, BaseEstimator):
     def _multilabel(self):
         # members predicting label sets (multi-hot); one-vs-rest members fitted on 1-d
         # labels vote and average classes as single-label members do
-        return predicts_label_sets(self.learner_list[0])
+        return output_kind(fitted_estimator(self.learner_list[0])) == "multilabel"
 
     @property
     def classes_(self):

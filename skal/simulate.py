@@ -6,7 +6,6 @@ initial network weights (``random_state=seed``), so differences between strategi
 measured per seed and reported with their standard error.
 """
 
-import copy
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from .exceptions import SkalTypeError, SkalValueError
 from .learner import ActiveLearner
 from .metrics import (area_under_learning_curve, evaluate_classifier,
                       label_efficiency_ratio, labels_to_target)
-from .query.registry import get_strategy, strategy_name
+from .query.registry import fresh_copy, get_strategy, strategy_name
 from .utils.io import atomic_write_files, atomic_write_json, json_bytes
 
 __all__ = ["simulate", "SimulationResult", "initial_indices", "run_rounds"]
@@ -225,9 +224,7 @@ def _run_campaign(seed, strategy, *, estimator, X_pool, y_pool, X_test, y_test,
     """One strategy, one seed: initial fit, then ``n_rounds`` of query and teach."""
     scores = {m: np.full(n_rounds + 1, np.nan) for m in METRICS}
     start_idx = initial_set(y_pool, n_initial, seed, initial)
-    if hasattr(strategy, "get_params"):
-        # a stateful strategy object (TDGF keeps its proxies): fresh state per campaign
-        strategy = copy.deepcopy(strategy)
+    strategy = fresh_copy(strategy)     # stateful strategies: fresh state per campaign
     learner = ActiveLearner(_with_seed(estimator, seed, classes), strategy)
 
     def evaluate(point, learner, _labelled):

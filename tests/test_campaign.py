@@ -323,3 +323,26 @@ def test_damaged_checkpoint_is_reported_not_loaded(campaign, digits):
     path.write_bytes(bytes(data))
     with pytest.raises(SkalValueError, match="does not match the sha256"):
         Campaign.open(campaign.path).model()
+
+
+def test_busy_database_is_recognised_by_its_error_code(tmp_path):
+    """The store retries when another connection holds the database, recognised by
+    sqlite's error code (errors by type), not by other operational errors."""
+    from skal.campaign.store import is_busy_error
+
+    path = tmp_path / "db.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        with pytest.raises(sqlite3.OperationalError) as busy:
+            other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError) as missing:
+            other.execute("SELECT * FROM no_such_table")
+    finally:
+        holder.execute("ROLLBACK")
+        other.close()
+        holder.close()
+    assert is_busy_error(busy.value)
+    assert not is_busy_error(missing.value)

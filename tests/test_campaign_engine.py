@@ -7,6 +7,7 @@ from sklearn.linear_model import LogisticRegression
 from skal import ActiveLearner, ActiveLearningClassifier, SkalValueError
 from skal.campaign.engine import (check_budget, initial_set, query_round, round_seed,
                                   run_rounds, task_of)
+from skal.exceptions import QueryResultError
 from skal.query import random_sampling
 
 
@@ -62,8 +63,16 @@ def test_query_round_seeds_the_strategy_and_maps_positions(blobs):
         return np.zeros(n_instances, dtype=int)
 
     learner.query_strategy = duplicates
-    with pytest.raises(SkalValueError, match="In round 2 the strategy was given the 50"):
+    with pytest.raises(QueryResultError, match="In round 2 the strategy was given the 50"):
         query_round(learner, X, unlabelled, 3, r=2)
+
+    def fails(learner, X_pool, n_instances=1, **kw):   # the strategy's own error, same words
+        raise SkalValueError("The query strategy needs labels.")
+
+    learner.query_strategy = fails
+    with pytest.raises(SkalValueError) as info:    # passed on as it is: errors by type
+        query_round(learner, X, unlabelled, 3, r=2)
+    assert str(info.value) == "The query strategy needs labels."
 
 
 def test_run_rounds_reveals_only_queried_labels(blobs):

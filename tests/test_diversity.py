@@ -200,3 +200,25 @@ def test_in_modal_learner(data):
     # core-set in modAL reads X_training
     expected, _ = coreset_sampling(learner.estimator, pool, 4, X_labelled=X)
     np.testing.assert_array_equal(idx, expected)
+
+
+def test_badge_pseudo_labels_use_the_models_threshold(data):
+    """Bug fix (issue 11): a sigmoid head's predicted labels are taken at the model's
+    ``threshold``, as its ``predict`` decides, not at ``p >= 0.5``."""
+    X, y, pool = data
+    Y = (np.random.default_rng(2).random((len(X), 4)) < 0.4).astype(int)
+    net = MultiLabelCNNClassifier(**SEEDED).fit(X, Y)
+    p = net.predict_proba(pool[:8])
+    net.set_params(threshold=float(np.median(p)))
+    decided = net.predict(pool[:8])
+    assert not np.array_equal(decided, p >= 0.5)        # the threshold matters here
+    A, _ = gradient_embedding_factors(net, pool[:8])
+    np.testing.assert_allclose(A, p - decided, rtol=1e-5, atol=1e-7)
+
+    binary = MultiLabelCNNClassifier(**SEEDED).fit(X, np.arange(len(X)) % 2)
+    p = binary.predict_proba(pool)[:, 1:]
+    binary.set_params(threshold=float(np.median(p)))
+    decided = (binary.predict(pool) == 1)[:, None]
+    assert not np.array_equal(decided, p >= 0.5)
+    A, _ = gradient_embedding_factors(binary, pool)
+    np.testing.assert_allclose(A, p - decided, rtol=1e-5, atol=1e-7)

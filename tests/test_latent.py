@@ -350,3 +350,26 @@ def test_bad_learner_pool_and_tool(digits, vae, trained):
     with_strategy(trained, LatentHardSampling(vae=vae))
     with pytest.raises(SkalValueError, match="larger than the pool"):
         trained.query(pool[:3], n_instances=4)
+
+
+def test_one_copy_policy_keeps_a_prefitted_vae(digits, vae):
+    """``fresh_copy`` (used by the registry, ``simulate`` and ActiveLearningClassifier)
+    drops a strategy's state but keeps a pre-fitted VAE: the meta-estimator's campaign
+    queries with the given VAE instead of refitting an unfitted clone on its pool."""
+    from skal import ActiveLearningClassifier
+    from skal.query.registry import fresh_copy
+
+    X0, y0, _, _ = digits
+    strategy = LatentHardSampling(vae=vae, steps=2, random_state=0)
+    strategy.fitted_vae()                                   # state: vae_
+    fresh = fresh_copy(strategy)
+    assert fresh is not strategy and fresh.vae is vae and not hasattr(fresh, "vae_")
+    assert fresh.get_params(deep=False) == strategy.get_params(deep=False)
+    unfitted = LatentHardSampling(vae=clone(vae))
+    assert fresh_copy(unfitted).vae is not unfitted.vae    # unfitted parts are cloned
+
+    model = ActiveLearningClassifier(
+        tiny_net().set_params(max_epochs=2), query_strategy=strategy, n_initial=20,
+        n_queries=1, batch_size=5, random_state=0, record_scores=False).fit(X0, y0)
+    used = model.learner_.query_strategy
+    assert used is not strategy and used.vae_ is vae       # queried with the given VAE

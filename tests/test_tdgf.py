@@ -258,6 +258,26 @@ def test_multilabel_pseudo_labels_use_the_targets_threshold(images):
         tdgf_scores(strategy.proxy_, strategy.history_, pool, at_threshold), rtol=1e-12)
 
 
+def test_one_vs_rest_pseudo_labels_use_the_targets_threshold(images):
+    """Bug fix (issue 11): a two-class one-vs-rest target's pseudo-label is its predicted
+    class at its ``threshold`` (``predict``), not the arg-max of ``predict_proba``."""
+    X, y, _ = images
+    strategy = TDGF(random_state=0)
+    learner = ActiveLearner(MultiLabelCNNClassifier(random_state=0, **TINY), strategy,
+                            X_training=X[:30], y_training=y[:30] % 2)
+    pool = X[30:]
+    learner.predict(pool[:1])
+    target = learner.estimator_
+    p = target.predict_proba(pool)[:, 1]
+    target.set_params(threshold=float(np.median(p)))
+    learner.query(pool, n_instances=3)
+    predicted = (target.predict(pool) == 1).astype(int)[:, None]
+    assert not np.array_equal(predicted[:, 0], p.round())       # the threshold matters here
+    np.testing.assert_allclose(
+        strategy.last_scores_,
+        tdgf_scores(strategy.proxy_, strategy.history_, pool, predicted), rtol=1e-12)
+
+
 class NoBiasHead(torch.nn.Module):
     def __init__(self, in_channels=1, n_outputs=2):
         super().__init__()

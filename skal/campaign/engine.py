@@ -15,8 +15,9 @@ import numpy as np
 from sklearn.base import clone
 
 from ..data.pool import pool_length, take
-from ..exceptions import SkalValueError
+from ..exceptions import QueryResultError, SkalValueError
 from ..learner import _QueryMixin
+from ..utils.seeding import resolve_seed
 
 __all__ = ["initial_indices", "stratified_indices", "initial_set", "check_budget",
            "task_of", "round_seed", "accepts_keyword", "with_seed", "query_round",
@@ -31,7 +32,7 @@ def initial_indices(y, n_initial, random_state, balanced=True):
     ``balanced=True`` takes (as nearly as possible) the same number from each class, in
     random order; multi-label ``y`` (2-d) falls back to a random draw.
     """
-    rng = np.random.RandomState(random_state)
+    rng = np.random.RandomState(resolve_seed(random_state))
     y = np.asarray(y)
     n = len(y)
     if not 0 < n_initial <= n:
@@ -57,7 +58,7 @@ def stratified_indices(y, n_initial, random_state=None):
     drawn by frequency otherwise); the rest is shared in proportion to the class sizes
     (largest remainders), drawn at random within each class.
     """
-    rng = np.random.RandomState(random_state)
+    rng = np.random.RandomState(resolve_seed(random_state))
     y = np.asarray(y)
     n = len(y)
     if not 0 < n_initial <= n:
@@ -168,10 +169,8 @@ def query_round(learner, X_pool, unlabelled, n_instances, *, seed=None, r=1,
     try:
         picked, _, scores = learner.query(take(X_pool, unlabelled), n_instances,
                                           return_metrics=True, **kwargs)
-    except SkalValueError as exc:
-        if not str(exc).startswith("The query strategy"):
-            raise
-        raise SkalValueError(
+    except QueryResultError as exc:
+        raise QueryResultError(
             f"{exc} In round {r} the strategy was given the {len(unlabelled)} samples "
             "not labelled yet: its indices must be distinct positions in that pool "
             "(already labelled samples are not in it and cannot be queried again)."

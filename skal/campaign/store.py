@@ -25,7 +25,7 @@ from pathlib import Path
 from ..exceptions import SkalError, SkalValueError
 
 __all__ = ["CampaignStore", "CampaignDatabaseError", "APPLICATION_ID", "SCHEMA_VERSION",
-           "DB_NAME", "utc_now"]
+           "DB_NAME", "utc_now", "is_busy_error"]
 
 APPLICATION_ID = 0x534B414C       # "SKAL"
 SCHEMA_VERSION = 1
@@ -76,6 +76,17 @@ CREATE TABLE checkpoints (
     metrics   TEXT NOT NULL                      -- JSON
 );
 """
+
+
+def is_busy_error(exc):
+    """Whether an ``sqlite3`` error says that another connection holds the database
+    (``SQLITE_BUSY`` / ``SQLITE_LOCKED``, read from the error code; Python 3.10's
+    exceptions carry no code, and there the message "database is locked" is the only
+    sign)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+    return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 class CampaignDatabaseError(SkalError, RuntimeError):
@@ -181,7 +192,7 @@ class CampaignStore:
                 self.conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
+                if not is_busy_error(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
 

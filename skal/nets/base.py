@@ -484,6 +484,19 @@ class ImageClassifierMixin:
         self._check_fitted()
         return self.module_.get_submodule(self.final_layer_name_)
 
+    @property
+    def output_kind_(self):
+        """What the fitted head predicts: ``"softmax"`` (one distribution over
+        ``classes_``), ``"multilabel"`` (a sigmoid per label; ``predict`` gives label
+        sets) or ``"one-vs-rest"`` (sigmoid outputs fitted on 1-d labels; ``predict``
+        gives classes). See :func:`skal.labels.output_kind`."""
+        if not hasattr(self, "classes_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet; call fit(X, y) first.")
+        if not self._multilabel:
+            return "softmax"
+        return "multilabel" if getattr(self, "multilabel_", True) else "one-vs-rest"
+
     def iter_head_outputs(self, X, batch_size=None):
         """Stream ``(start, h, z)`` over a pool: penultimate features and logits.
 

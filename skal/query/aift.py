@@ -5,7 +5,7 @@ for biomedical image analysis: actively and incrementally", CVPR 2017 (AIFT); Zh
 Shin, Feng, Gurudu, Gotway and Liang, "Active, continual fine tuning of convolutional
 neural networks for reducing annotation efforts", Medical Image Analysis 2021 (ACFT).
 The official MATLAB demo (``active_select_demo.m`` in MrGiovanni/Active-Learning) fixes
-the details followed here (skal's ALGORITHMS.md section 5):
+the details followed here:
 
 * each candidate is seen through ``m`` augmented views; ``P`` is the ``m x C`` matrix of
   their predicted probabilities;

@@ -12,10 +12,12 @@ from torch.utils.data import Subset
 
 from ..data.pool import DEFAULT_BATCH_SIZE, is_dataset, iter_pool, pool_length
 from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
+from .. import labels as _labels
+from ..utils.seeding import resolve_seed
 from ..utils.validation import check_n_instances
 
 __all__ = ["labelled_data", "random_state_of", "subset_positions", "score_pool", "predict_proba_pool", "multi_argmax", "fitted_estimator",
-           "is_multilabel", "predicts_label_sets", "aggregate_labels"]
+           "is_multilabel", "predicts_label_sets", "resolve_multilabel", "aggregate_labels"]
 
 
 def fitted_estimator(learner):
@@ -61,21 +63,25 @@ def random_state_of(learner, random_state=None):
 
 
 def is_multilabel(learner):
-    """Whether the learner's model has a sigmoid head: independent binary outputs
-    trained with binary cross-entropy, so its logits are read output by output (how
-    gradient strategies use it). True for :class:`skal.MultiLabelCNNClassifier` also
-    when it was fitted one-vs-rest on 1-d labels; see :func:`predicts_label_sets`."""
-    return bool(getattr(fitted_estimator(learner), "_multilabel", False))
+    """Whether the learner's model has a sigmoid head (output kind ``"multilabel"`` or
+    ``"one-vs-rest"``): independent binary outputs read output by output, as gradient
+    strategies do. Kept for compatibility; see :func:`skal.labels.has_sigmoid_head`."""
+    return _labels.has_sigmoid_head(fitted_estimator(learner))
 
 
 def predicts_label_sets(learner):
-    """Whether the learner's fitted model predicts label sets: multi-hot ``predict`` and
-    one probability per label in ``predict_proba`` (what uncertainty and committee
-    measures read). ``False`` for a :class:`skal.MultiLabelCNNClassifier` fitted on 1-d
-    labels (one-vs-rest: ``predict`` gives classes, ``predict_proba`` one distribution
-    over ``classes_``, as a single-label model); otherwise as :func:`is_multilabel`."""
-    estimator = fitted_estimator(learner)
-    return bool(getattr(estimator, "multilabel_", getattr(estimator, "_multilabel", False)))
+    """Whether the learner's model predicts label sets (output kind ``"multilabel"``),
+    as uncertainty and committee measures read ``predict_proba``. Kept for
+    compatibility; see :func:`skal.labels.predicts_label_sets`."""
+    return _labels.predicts_label_sets(fitted_estimator(learner))
+
+
+def resolve_multilabel(learner, multilabel=None, *, read="proba"):
+    """A strategy's ``multilabel`` option for the learner's model
+    (:func:`skal.labels.resolve_multilabel`)."""
+    if multilabel is not None:
+        return bool(multilabel)
+    return _labels.resolve_multilabel(fitted_estimator(learner), read=read)
 
 
 def score_pool(score_batch, X, batch_size=None, n_jobs=None):
@@ -186,7 +192,7 @@ def multi_argmax(values, n_instances=1, random_state=None):
     if random_state is None:
         tie_break = np.arange(len(values))
     else:
-        tie_break = np.random.default_rng(_seed_of(random_state)).permutation(len(values))
+        tie_break = np.random.default_rng(resolve_seed(random_state)).permutation(len(values))
     if n_instances < len(values):
         # Keep every candidate tied with the k-th largest value, then sort those only.
         threshold = np.partition(values, len(values) - n_instances)[len(values) - n_instances]
@@ -196,14 +202,6 @@ def multi_argmax(values, n_instances=1, random_state=None):
     order = np.lexsort((tie_break[candidates], -values[candidates]))[:n_instances]
     indices = candidates[order]
     return indices, values[indices]
-
-
-def _seed_of(random_state):
-    if isinstance(random_state, np.random.RandomState):
-        return random_state.randint(0, 2**31 - 1)
-    if isinstance(random_state, np.random.Generator):
-        return random_state.integers(0, 2**31 - 1)
-    return random_state
 
 
 def subset_positions(n_pool, subset, n_instances, random_state):
@@ -221,5 +219,5 @@ def subset_positions(n_pool, subset, n_instances, random_state):
         )
     if subset >= n_pool:
         return None
-    rng = np.random.default_rng(_seed_of(random_state))
+    rng = np.random.default_rng(resolve_seed(random_state))
     return np.sort(rng.choice(n_pool, size=int(subset), replace=False))

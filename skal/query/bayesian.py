@@ -4,7 +4,7 @@ Gal, Islam and Ghahramani, "Deep Bayesian Active Learning with Image Data", ICML
 (MC dropout; BALD from Houlsby et al. 2011, "Bayesian Active Learning for Classification
 and Preference Learning"); Beluch, Genewein, Nurnberger and Kohler, "The power of
 ensembles for active learning in image classification", CVPR 2018 (the same acquisition
-functions over the members of an ensemble). skal's ALGORITHMS.md section 2.
+functions over the members of an ensemble).
 
 ``T = n_samples`` stochastic passes: each pool batch is repeated ``T`` times and run in
 *one* forward pass with the network in eval mode (BatchNorm keeps its running

@@ -18,9 +18,10 @@ import torch
 from ..data.pool import pool_length
 from ..exceptions import SkalValueError
 from ..grad import logit_gradient
-from ..nets.multilabel import one_vs_rest_targets
+from ..labels import pseudo_labels
 from ..utils.validation import check_n_instances
-from .base import _seed_of, is_multilabel, labelled_data, predicts_label_sets, score_pool
+from ..utils.seeding import resolve_seed
+from .base import is_multilabel, labelled_data, score_pool
 from .gradnorm import head_estimator
 
 __all__ = [
@@ -35,7 +36,7 @@ _CHUNK = 2048
 
 
 def _rng(random_state):
-    return np.random.default_rng(_seed_of(random_state))
+    return np.random.default_rng(resolve_seed(random_state))
 
 
 # -------------------------------------------------------------------------- BADGE
@@ -43,9 +44,9 @@ def gradient_embedding_factors(classifier, X, *, bias=False, batch_size=None, n_
     """Factors ``(A, H)`` of BADGE's gradient embeddings ``g_i = a_i (x) h_i``.
 
     ``a_i = p_i - e_{y_hat_i}`` is the cross-entropy gradient at the logits for the
-    predicted class (multi-label: ``p - y_hat`` with ``y_hat = [p >= 0.5]``; one-vs-rest
-    on ``K > 2`` classes: ``y_hat`` the one-hot predicted class, the target such a model
-    is trained on), from the closed form of :func:`skal.grad.logit_gradient`, and
+    predicted class (sigmoid heads: ``p - y_hat`` with ``y_hat`` the model's prediction at
+    its ``threshold``, binarized one-vs-rest for a model fitted on 1-d labels, from
+    :func:`skal.labels.pseudo_labels`), from the closed form of :func:`skal.grad.logit_gradient`, and
     ``h_i`` the penultimate features;
     ``g_i`` is the per-sample gradient of the final layer's weights. The ``n x (C d)``
     embeddings themselves are never formed.
@@ -63,15 +64,12 @@ def gradient_embedding_factors(classifier, X, *, bias=False, batch_size=None, n_
     estimator = head_estimator(classifier)
     multilabel = is_multilabel(classifier)
     n_outputs = estimator.final_layer_.out_features
-    # a sigmoid head fitted one-vs-rest on K > 2 classes predicts one class (argmax);
-    # with two classes its one output's "predicted" target (z >= 0) is already that
-    one_vs_rest = multilabel and n_outputs > 1 and not predicts_label_sets(classifier)
-
     def predicted(z):
-        if not one_vs_rest:
+        # a sigmoid head's hard prediction at the model's threshold: label sets, or the
+        # one-vs-rest class binarized as the outputs are trained
+        if not multilabel:
             return "predicted"
-        return torch.from_numpy(
-            one_vs_rest_targets(z.argmax(dim=1).cpu().numpy(), n_outputs)).to(z.device)
+        return torch.from_numpy(pseudo_labels(estimator, z, logits=True)).to(z.device)
 
     def batch_factors(batch):
         parts = []

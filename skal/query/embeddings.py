@@ -21,7 +21,8 @@ from sklearn.exceptions import NotFittedError as AnyNotFittedError
 
 from ..data.pool import pool_length
 from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
-from .base import _seed_of, fitted_estimator, labelled_data, score_pool
+from ..utils.seeding import resolve_seed
+from .base import fitted_estimator, labelled_data, score_pool
 
 __all__ = ["embedding_function", "labelled_images", "embed_pool_and_labelled",
            "l2_normalize", "kmeans_labels", "strategy_seed"]
@@ -70,7 +71,7 @@ def strategy_seed(own, given, learner):
 
 
 def _seed(random_state):
-    return int(_seed_of(random_state)) % (2**32 - 1)
+    return int(resolve_seed(random_state)) % (2**32 - 1)
 
 
 def _method(obj):

@@ -24,7 +24,6 @@ they accept a skal learner, a modAL learner wrapping a skal classifier, or a fit
 classifier (anything exposing ``iter_head_outputs``).
 """
 
-import numpy as np
 import torch
 
 from ..data.pool import pool_length, take
@@ -33,7 +32,8 @@ from ..grad import (DEFAULT_CHUNK_SIZE, NORMS, class_gradient_sqnorms,
                     class_logit_gradients, last_layer_norm, logit_gradient,
                     per_sample_grad_norms)
 from ..utils.validation import check_n_instances, to_image_tensor
-from .base import (_seed_of, fitted_estimator, is_multilabel, multi_argmax, score_pool,
+from ..utils.seeding import resolve_seed
+from .base import (fitted_estimator, multi_argmax, resolve_multilabel, score_pool,
                    subset_positions)
 
 __all__ = [
@@ -65,10 +65,6 @@ def _check_options(scope, norm):
         raise SkalValueError(f"scope must be 'last' or 'all'; got {scope!r}.")
     if norm not in NORMS:
         raise SkalValueError(f"norm must be 'reference' or 'l2'; got {norm!r}.")
-
-
-def _resolve_multilabel(classifier, multilabel):
-    return is_multilabel(classifier) if multilabel is None else bool(multilabel)
 
 
 def _label_basis(z):
@@ -143,7 +139,7 @@ def _gradnorm_scores(classifier, X, kind, scope, norm, multilabel, batch_size, c
     """Score the pool with :func:`score_pool`; ``kind`` is "expected" or "entropy"."""
     _check_options(scope, norm)
     estimator = head_estimator(classifier)
-    multilabel = _resolve_multilabel(classifier, multilabel)
+    multilabel = resolve_multilabel(classifier, multilabel, read="logits")
     batch_size = batch_size or getattr(estimator, "predict_batch_size", None)
 
     if scope == "last":
@@ -268,8 +264,7 @@ def classifier_entropy_gradnorm(classifier, X, *, scope="last", norm="reference"
 def _query(measure, classifier, X_pool, n_instances, subset, random_state, measure_kwargs):
     n_pool = pool_length(X_pool)
     n_instances = check_n_instances(n_instances, n_pool)
-    if isinstance(random_state, np.random.RandomState):
-        random_state = _seed_of(random_state)
+    random_state = resolve_seed(random_state)     # one draw for the subset and the ties
     positions = subset_positions(n_pool, subset, n_instances, random_state)
     X = X_pool if positions is None else take(X_pool, positions)
     scores = measure(classifier, X, **measure_kwargs)

@@ -30,8 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..data.pool import pool_length, take
 from ..exceptions import SkalTypeError, SkalValueError
-from ..nets.classifier import encode_labels
-from ..nets.multilabel import one_vs_rest_targets
+from ..labels import encode_labels, one_vs_rest_targets
 from ..nets.vae import VAE
 from ..utils.seeding import resolve_seed
 from ..utils.validation import check_n_instances
@@ -201,9 +200,10 @@ class LatentHardSampling(BaseEstimator):
     Parameters
     ----------
     vae : skal.nets.VAE or None, default=None
-        The generator. A fitted VAE is used as is (never refitted; wrap it in
-        ``sklearn.frozen.FrozenEstimator`` to keep it fitted through ``clone``, which
-        otherwise gives an unfitted copy). An unfitted VAE is cloned and fitted on the
+        The generator. A fitted VAE is used as is (never refitted; skal's own copies,
+        :func:`skal.query.registry.fresh_copy`, keep it; wrap it in
+        ``sklearn.frozen.FrozenEstimator`` to keep it fitted through a plain ``clone``,
+        which otherwise gives an unfitted copy). An unfitted VAE is cloned and fitted on the
         pool at the first query; ``None`` does the same with ``VAE(random_state=
         random_state)``. The fitted VAE is kept as ``vae_`` and reused by every later
         query (of any learner) until ``vae`` is changed. Its images must have the

@@ -35,9 +35,10 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
 from ..data.pool import pool_length
-from ..exceptions import SkalTypeError, SkalValueError
+from ..exceptions import SkalValueError
 from ..utils.validation import check_n_instances
-from .base import _seed_of, fitted_estimator, labelled_data
+from ..utils.seeding import resolve_seed
+from .base import fitted_estimator, labelled_data
 from .embeddings import embed_pool_and_labelled, kmeans_labels, strategy_seed
 from .latent import _check_positive_int
 
@@ -178,7 +179,7 @@ def max_coverage(graph, n_instances, covered=None, candidates=None, random_state
     allowed = np.ones(n, dtype=bool) if candidates is None else np.array(candidates, dtype=bool)
     n_instances = check_n_instances(n_instances, int(allowed.sum()))
     gain = balls.covering_counts(np.flatnonzero(~covered))   # uncovered points per ball
-    rng = np.random.default_rng(_seed_of(random_state))
+    rng = np.random.default_rng(resolve_seed(random_state))
     picked, gains = [], []
     for _ in range(n_instances):
         masked = np.where(allowed, gain, -1)
@@ -264,7 +265,7 @@ def purity_delta(E, labels, alpha=0.95, sample_size=2000, random_state=None,
     if sample_size is None or sample_size >= n:
         centres = np.arange(n)
     else:
-        rng = np.random.default_rng(_seed_of(random_state))
+        rng = np.random.default_rng(resolve_seed(random_state))
         centres = np.sort(rng.choice(n, size=int(sample_size), replace=False))
     radius = np.sort(_nearest_other_label(E, labels, centres, block_elements))
     j = int(np.floor(len(radius) * (1.0 - alpha) + 1e-9))
@@ -385,7 +386,7 @@ class ProbCover(BaseEstimator):
 
     def _estimated_edges(self, E, delta, seed, sample=256):
         """Graph edges estimated from ``sample`` seeded balls."""
-        rng = np.random.default_rng(_seed_of(seed))
+        rng = np.random.default_rng(resolve_seed(seed))
         rows = rng.choice(len(E), size=min(sample, len(E)), replace=False)
         inside = sum(int((d2 < delta ** 2).sum()) for _, d2 in _blocks(E[rows], E))
         return inside / len(rows) * len(E)

@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..data.pool import pool_length
+from ..utils.seeding import resolve_seed
 from ..utils.validation import check_n_instances
 
 __all__ = ["random_sampling"]
@@ -20,6 +21,5 @@ def random_sampling(classifier, X_pool, n_instances=1, *, random_state=None):
     """
     n_pool = pool_length(X_pool)
     n_instances = check_n_instances(n_instances, n_pool)
-    rng = np.random.default_rng(random_state if not isinstance(random_state, np.random.RandomState)
-                                else random_state.randint(0, 2**31 - 1))
+    rng = np.random.default_rng(resolve_seed(random_state))
     return rng.choice(n_pool, size=n_instances, replace=False), None

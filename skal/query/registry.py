@@ -1,7 +1,10 @@
 """Strategies by name, for the command line and for reports."""
 
-import copy
 import functools
+
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+from sklearn.utils.validation import check_is_fitted
 
 from ..exceptions import SkalValueError
 from .aift import AIFT
@@ -16,7 +19,7 @@ from .tdgf import TDGF
 from .typiclust import TypiClust
 from .uncertainty import entropy_sampling, margin_sampling, uncertainty_sampling
 
-__all__ = ["STRATEGIES", "get_strategy", "strategy_name"]
+__all__ = ["STRATEGIES", "get_strategy", "strategy_name", "fresh_copy"]
 
 STRATEGIES = {
     "random": random_sampling,
@@ -53,8 +56,45 @@ def get_strategy(name):
         raise SkalValueError(
             f"Unknown strategy {name!r}; choose from {sorted(STRATEGIES)}."
         ) from None
-    # strategy objects keep state between queries: hand out a fresh copy
-    return copy.deepcopy(strategy) if hasattr(strategy, "get_params") else strategy
+    return fresh_copy(strategy)
+
+
+def _is_prefitted(value):
+    if isinstance(value, type) or not hasattr(value, "get_params") or not hasattr(value, "fit"):
+        return False
+    try:
+        check_is_fitted(value)
+    except (_SklearnNotFittedError, TypeError):
+        return False
+    return True
+
+
+def fresh_copy(strategy):
+    """A copy of a stateful strategy with fresh state: skal's one copy policy.
+
+    Strategy objects (``TDGF``, ``LatentHardSampling``, ``ProbCover`` ...) keep state
+    between queries (proxies, fitted generators, cached embeddings), so every campaign,
+    registry look-up and meta-estimator fit works on its own copy. The copy is
+    scikit-learn's ``clone`` (parameters copied, fitted state dropped), except that a
+    parameter holding a *fitted* estimator (a pre-trained VAE or embedder) is kept as
+    is, as ``clone`` keeps an estimator wrapped in ``sklearn.frozen.FrozenEstimator``:
+    pre-fitted parts are an input, never refitted by the strategy. Functions and other
+    objects without ``get_params`` are stateless and returned unchanged.
+
+    Parameters
+    ----------
+    strategy : callable
+
+    Returns
+    -------
+    callable
+    """
+    if isinstance(strategy, type) or not hasattr(strategy, "get_params"):
+        return strategy
+    kept = {name: value for name, value in strategy.get_params(deep=False).items()
+            if _is_prefitted(value)}
+    fresh = clone(strategy)
+    return fresh.set_params(**kept) if kept else fresh
 
 
 def strategy_name(strategy):

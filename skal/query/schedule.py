@@ -30,7 +30,8 @@ from sklearn.model_selection import cross_val_score
 from ..data.pool import pool_length, take
 from ..exceptions import SkalTypeError, SkalValueError
 from ..utils.validation import check_n_instances
-from .base import _seed_of, fitted_estimator, labelled_data, predict_proba_pool
+from ..utils.seeding import resolve_seed
+from .base import fitted_estimator, labelled_data, predict_proba_pool
 from .embeddings import labelled_images
 from .latent import _check_positive_int
 from .typiclust import TypiClust
@@ -280,7 +281,7 @@ class ModelQualityAbove(BaseEstimator):
         model = fitted_estimator(learner)
         n = pool_length(X_pool)
         if self.sample_size is not None and self.sample_size < n:
-            rng = np.random.default_rng(_seed_of(self.random_state))
+            rng = np.random.default_rng(resolve_seed(self.random_state))
             X_pool = take(X_pool, np.sort(rng.choice(n, int(self.sample_size), replace=False)))
         try:
             proba = predict_proba_pool(model, X_pool)

@@ -1,8 +1,8 @@
 """Temporal Difference of Gradient Flow (TDGF) sampling.
 
 Chen, Ma, Cui, Zhang and Xia, "Active Learning based on Temporal Difference of Gradient
-Flow in Thoracic Disease Diagnosis", IEEE JBHI 2025. Only the abstract is public; the
-definition follows skal's ALGORITHMS.md section 4:
+Flow in Thoracic Disease Diagnosis", IEEE JBHI 2025. Only the abstract is public, so
+skal defines the method as follows (its own decisions marked *(choice)*):
 
 * each round a cheap *proxy* model and a *historical proxy* are trained on the labelled
   set; the historical proxy is the proxy at an earlier point of training that is a real
@@ -37,10 +37,10 @@ from sklearn.base import BaseEstimator, clone
 from ..data.pool import pool_length, take
 from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
 from ..grad import logit_gradient
-from ..nets.multilabel import one_vs_rest_targets
+from ..labels import pseudo_labels
 from ..utils.seeding import resolve_seed
-from .base import (fitted_estimator, is_multilabel, labelled_data, multi_argmax,
-                   predicts_label_sets, score_pool, subset_positions)
+from .base import (fitted_estimator, is_multilabel, labelled_data, multi_argmax, score_pool,
+                   subset_positions)
 
 __all__ = ["TDGF", "tdgf_scores", "tdgf_statistics", "derive_proxy"]
 
@@ -132,17 +132,6 @@ def _has_bias(model):
     return getattr(model.final_layer_, "bias", None) is not None
 
 
-def _encoded_prediction(target, proba):
-    if not is_multilabel(target):
-        return proba.argmax(axis=1)
-    if predicts_label_sets(target):
-        threshold = np.asarray(getattr(target, "threshold", 0.5), dtype=np.float64)
-        return (proba >= threshold).astype(np.int64)
-    # one-vs-rest on 1-d labels: the predicted class, binarized as the sigmoid outputs
-    # are trained (one output for two classes)
-    return one_vs_rest_targets(proba.argmax(axis=1), proba.shape[1]).astype(np.int64)
-
-
 def tdgf_scores(proxy, history, X, y_hat, batch_size=None):
     """TDGF score of every sample: ``||G_proxy(x) - G_hist(x)||_F``.
 
@@ -154,7 +143,7 @@ def tdgf_scores(proxy, history, X, y_hat, batch_size=None):
         Pseudo-labels as output positions ``(n,)`` (single-label) or 0/1 targets
         ``(n, n_outputs)`` (sigmoid heads: multi-hot labels, or for a model fitted
         one-vs-rest on 1-d labels the classes binarized by
-        :func:`skal.nets.multilabel.one_vs_rest_targets`).
+        :func:`skal.labels.one_vs_rest_targets`).
     batch_size : int or None
 
     Returns
@@ -330,7 +319,7 @@ class TDGF(BaseEstimator):
 
         def score_batch(batch):
             stats = tdgf_statistics(proxy, history, batch)
-            y_hat = _encoded_prediction(target, target.predict_proba(batch))
+            y_hat = pseudo_labels(target, target.predict_proba(batch))
             return _combine(stats, y_hat, multilabel, bias)
 
         bias = _has_bias(proxy)

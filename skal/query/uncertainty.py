@@ -10,7 +10,7 @@ are aggregated (``aggregate="sum"`` by default, ``"mean"`` or ``"max"`` as optio
 import numpy as np
 from scipy.special import entr
 
-from .base import aggregate_labels, multi_argmax, predict_proba_pool, predicts_label_sets
+from .base import aggregate_labels, multi_argmax, predict_proba_pool, resolve_multilabel
 
 __all__ = [
     "classifier_uncertainty",
@@ -23,10 +23,6 @@ __all__ = [
     "margin",
     "entropy",
 ]
-
-
-def _resolve_multilabel(classifier, multilabel):
-    return predicts_label_sets(classifier) if multilabel is None else bool(multilabel)
 
 
 def least_confidence(proba, multilabel=False, aggregate="sum"):
@@ -59,7 +55,7 @@ def entropy(proba, multilabel=False, aggregate="sum"):
 
 
 def _measure(function, classifier, X, multilabel, aggregate, batch_size, n_jobs=None):
-    multilabel = _resolve_multilabel(classifier, multilabel)
+    multilabel = resolve_multilabel(classifier, multilabel)
     return function(predict_proba_pool(classifier, X, batch_size, n_jobs=n_jobs), multilabel,
                     aggregate)
 

@@ -26,27 +26,37 @@ _MAX_SEED = 2**63 - 1
 
 
 def resolve_seed(random_state, offset=0):
-    """Turn ``random_state`` (None, int or ``np.random.RandomState``) into an int seed.
+    """Turn ``random_state`` into an int seed: skal's one seed converter.
 
     ``None`` gives ``None`` (draw from the global generators). A non-negative int gives
-    ``int + offset`` (kept in torch's range). A ``RandomState`` is advanced to draw a
-    seed. Negative ints, bools, floats and strings are rejected, as scikit-learn's
-    ``check_random_state`` does.
+    ``int + offset`` (kept in torch's range). A ``np.random.RandomState`` or
+    ``np.random.Generator`` is advanced to draw a seed in ``[0, 2**31 - 1)`` (``offset``
+    is then ignored: the draw already differs call by call). Negative ints, bools,
+    floats and strings are rejected, as scikit-learn's ``check_random_state`` does.
+
+    Raises
+    ------
+    SkalValueError
+        A negative int.
+    SkalTypeError
+        Anything else that is not None, an int, a RandomState or a Generator.
     """
     if random_state is None:
         return None
     if isinstance(random_state, np.random.RandomState):
         return int(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**31 - 1))
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
         if int(random_state) < 0:
             raise SkalValueError(
-                f"random_state must be a non-negative int (or None or a "
-                f"numpy RandomState); got {random_state!r}."
+                f"random_state must be a non-negative int (or None, a numpy RandomState "
+                f"or Generator); got {random_state!r}."
             )
         return (int(random_state) + int(offset)) % _MAX_SEED
     raise SkalTypeError(
-        f"random_state must be None, a non-negative int or a numpy RandomState; got "
-        f"{random_state!r} ({type(random_state).__name__})."
+        f"random_state must be None, a non-negative int, a numpy RandomState or a numpy "
+        f"Generator; got {random_state!r} ({type(random_state).__name__})."
     )
 
 
