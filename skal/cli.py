@@ -25,7 +25,18 @@ def _estimator(args, multilabel):
     cls = MultiLabelCNNClassifier if multilabel else CNNClassifier
     params = dict(module=module, max_epochs=args.epochs, min_steps=args.min_steps,
                   device=args.device)
+    if args.pretrain != "none":
+        params["finetune"] = args.finetune
     return cls(**params)
+
+
+def _pretrainer(args):
+    """The self-supervised pre-trainer of ``--pretrain`` (None for ``none``)."""
+    if args.pretrain == "none":
+        return None
+    from .pretrain import SimCLR
+
+    return SimCLR(max_epochs=args.pretrain_epochs, device=args.device, random_state=0)
 
 
 def _fmt(value, spec):
@@ -95,6 +106,22 @@ def build_parser():
                           "(default: %(default)s)")
     sim.add_argument("--n-jobs", type=int, default=1,
                      help="campaigns run in parallel processes (default: %(default)s)")
+    sim.add_argument("--pretrain", choices=["none", "simclr"], default="none",
+                     help="self-supervised pre-training on the pool images, shared by every "
+                          "strategy and seed and cached (default: %(default)s)")
+    sim.add_argument("--pretrain-epochs", type=int, default=30,
+                     help="SimCLR epochs over the pool (default: %(default)s)")
+    sim.add_argument("--finetune", choices=["linear", "full"], default="linear",
+                     help="with --pretrain: train a linear head on frozen features or "
+                          "fine-tune everything (default: %(default)s)")
+    sim.add_argument("--initial-selection", default="stratified",
+                     help="how the initial labelled images are chosen: 'stratified' "
+                          "(class-balanced, peeks at labels), 'random', or a strategy name "
+                          "for a label-free cold start, e.g. 'typiclust' (default: "
+                          "%(default)s)")
+    sim.add_argument("--cache-dir", default=None,
+                     help="folder of cached pre-trained encoders (default: "
+                          "$SKAL_CACHE_DIR/encoders or ~/.cache/skal/encoders)")
     sim.add_argument("--out", default="skal-results", help="output folder")
     sim.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
@@ -127,7 +154,8 @@ def _simulate(args):
         _estimator(args, multilabel), strategies, X_pool, y_pool, X_test, y_test,
         n_initial=args.initial, batch_size=args.batch, n_rounds=args.rounds,
         seeds=args.seeds, metric=None if args.metric == "auto" else args.metric,
-        progress=not args.no_progress, n_jobs=args.n_jobs)
+        progress=not args.no_progress, n_jobs=args.n_jobs, initial=args.initial_selection,
+        pretrain=_pretrainer(args), pretrain_cache=args.cache_dir)
     summary = result.summary(target=args.target)
     print(format_summary(summary))
     out = Path(args.out)

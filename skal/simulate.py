@@ -8,6 +8,7 @@ measured per seed and reported with their standard error.
 
 import copy
 import inspect
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -32,8 +33,9 @@ METRICS = ("accuracy", "auroc")
 def initial_indices(y, n_initial, random_state, balanced=True):
     """Indices of the initial labelled set.
 
-    ``balanced=True`` takes (as nearly as possible) the same number from each class, in
-    random order; multi-label ``y`` (2-d) falls back to a random draw.
+    ``balanced=True`` (``initial="stratified"`` in :func:`simulate`) takes (as nearly as
+    possible) the same number from each class, in random order, which uses the labels;
+    multi-label ``y`` (2-d) falls back to a random draw.
     """
     rng = np.random.RandomState(random_state)
     y = np.asarray(y)
@@ -185,6 +187,25 @@ class SimulationResult:
         return plot_learning_curves(self, path=path, **kwargs)
 
 
+def _with_pretrained(estimator, pretrain, X_pool, cache_dir, progress):
+    """``estimator`` with ``pretrained=`` the encoder of ``pretrain`` (pre-trained once on
+    the pool, through the cache), and a description of that encoder for the config."""
+    if pretrain is None:
+        return estimator, None
+    if "pretrained" not in estimator.get_params(deep=False):
+        raise SkalValueError(
+            f"pretrain= needs an estimator with a `pretrained` parameter (skal's "
+            f"CNNClassifier / MultiLabelCNNClassifier); got {type(estimator).__name__}.")
+    if isinstance(pretrain, (str, os.PathLike)):
+        return clone(estimator).set_params(pretrained=os.fspath(pretrain)), os.fspath(pretrain)
+    if hasattr(pretrain, "encoder_"):
+        return clone(estimator).set_params(pretrained=pretrain), repr(pretrain)
+    from .pretrain.cache import cached_encoder
+
+    path = os.fspath(cached_encoder(pretrain, X_pool, cache_dir, progress=progress))
+    return clone(estimator).set_params(pretrained=path), path
+
+
 def _resolve_strategies(strategies):
     if isinstance(strategies, dict):
         items = list(strategies.items())
@@ -279,16 +300,51 @@ def run_rounds(learner, X_pool, y_pool, start_idx, *, batch_size, n_rounds, seed
             "order": np.concatenate(order)}
 
 
+_LABEL_INITIALS = {"stratified": True, "balanced": True, "random": False}
+
+
+def _check_initial(initial):
+    """``initial`` as a label-based draw name, or a resolved strategy callable."""
+    if isinstance(initial, str):
+        if initial in _LABEL_INITIALS:
+            return initial
+        return get_strategy(initial)
+    if callable(initial):
+        return initial
+    raise SkalValueError(
+        f"initial={initial!r} must be 'random', 'stratified', a strategy name or a "
+        "callable strategy(classifier, X_pool, n_instances).")
+
+
+def _initial_selection(initial, estimator, X_pool, y_pool, n_initial, seed):
+    """The first labelled set: a class-balanced (``"stratified"``) or uniform
+    (``"random"``) draw, or a label-free cold start: the strategy ``initial`` applied to
+    the unfitted ``estimator`` (with ``pretrained=``, its embeddings are already there)
+    on the whole pool, with no label known."""
+    if isinstance(initial, str):
+        return initial_indices(y_pool, n_initial, seed, balanced=_LABEL_INITIALS[initial])
+    kwargs = {"random_state": seed} if seed is not None and _accepts_random_state(initial) else {}
+    picked = initial(estimator, X_pool, n_initial, **kwargs)
+    picked = np.asarray(picked[0] if isinstance(picked, tuple) else picked, dtype=np.intp)
+    if (picked.ndim != 1 or len(picked) != n_initial or len(np.unique(picked)) != n_initial
+            or picked.min() < 0 or picked.max() >= len(y_pool)):
+        raise SkalValueError(
+            f"The initial strategy must return {n_initial} distinct positions in the pool; "
+            f"got {picked.tolist()[:20]}.")
+    return picked
+
+
 def _run_campaign(seed, strategy, *, estimator, X_pool, y_pool, X_test, y_test,
                   n_initial, batch_size, n_rounds, initial, classes, multilabel,
                   query_kwargs, bar=None):
     """One strategy, one seed: initial fit, then ``n_rounds`` of query and teach."""
     scores = {m: np.full(n_rounds + 1, np.nan) for m in METRICS}
-    start_idx = initial_indices(y_pool, n_initial, seed, balanced=initial == "balanced")
+    estimator = _with_seed(estimator, seed, classes)
+    start_idx = _initial_selection(initial, estimator, X_pool, y_pool, n_initial, seed)
     if hasattr(strategy, "get_params"):
         # a stateful strategy object (TDGF keeps its proxies): fresh state per campaign
         strategy = copy.deepcopy(strategy)
-    learner = ActiveLearner(_with_seed(estimator, seed, classes), strategy)
+    learner = ActiveLearner(estimator, strategy)
 
     def evaluate(point, learner, _labelled):
         values = evaluate_classifier(learner, X_test, y_test, classes=classes,
@@ -306,8 +362,9 @@ def _run_campaign(seed, strategy, *, estimator, X_pool, y_pool, X_test, y_test,
 
 
 def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial=10,
-             batch_size=10, n_rounds=10, seeds=3, initial="balanced", metric=None,
-             progress=True, query_kwargs=None, n_jobs=None):
+             batch_size=10, n_rounds=10, seeds=3, initial="stratified", metric=None,
+             progress=True, query_kwargs=None, n_jobs=None, pretrain=None,
+             pretrain_cache=None):
     """Run simulated active-learning campaigns: strategies x seeds x rounds.
 
     Parameters
@@ -329,8 +386,11 @@ def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial
         Query rounds; curves have ``n_rounds + 1`` points.
     seeds : int or sequence of int
         ``3`` means seeds 0, 1, 2.
-    initial : {"balanced", "random"}
-        How the initial set is drawn.
+    initial : {"stratified", "random"}, strategy name or callable, default="stratified"
+        How the initial set is chosen: ``"stratified"`` (``"balanced"``) draws the same
+        number per class (it peeks at the labels), ``"random"`` uniformly; a strategy
+        (e.g. ``"typiclust"``) picks it without any label, as a real cold start must,
+        from the unfitted estimator (its pre-trained embeddings; see ``pretrain``).
     metric : {"accuracy", "auroc"} or None
         Headline metric; ``None`` picks AUROC for binary and multi-label tasks, accuracy
         for multi-class.
@@ -341,6 +401,15 @@ def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial
     n_jobs : int or None
         Run (strategy, seed) campaigns in parallel with joblib (``None`` or 1: in this
         process, with a progress bar per round). Results do not depend on ``n_jobs``.
+    pretrain : skal.pretrain.SimCLR, fitted SimCLR, encoder file path or None
+        Self-supervised pre-training shared by every strategy and seed: an unfitted
+        pre-trainer is fitted once on the pool images (never the test set) and cached
+        (see ``pretrain_cache``); the estimator gets ``pretrained=`` that encoder. A
+        fitted SimCLR or an encoder file is used as given.
+    pretrain_cache : path, None or False
+        Folder of cached encoders, keyed by a hash of the pool and the pre-training
+        parameters, so a second run reuses the encoder (``None``:
+        ``$SKAL_CACHE_DIR/encoders`` or ``~/.cache/skal/encoders``; ``False``: no cache).
 
     Returns
     -------
@@ -350,8 +419,8 @@ def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial
     seeds = list(range(seeds)) if isinstance(seeds, (int, np.integer)) else list(seeds)
     if not seeds:
         raise SkalValueError("Give at least one seed.")
-    if initial not in ("balanced", "random"):
-        raise SkalValueError(f"initial must be 'balanced' or 'random'; got {initial!r}.")
+    initial_name = initial if isinstance(initial, str) else strategy_name(initial)
+    initial = _check_initial(initial)
     y_pool, y_test = np.asarray(y_pool), np.asarray(y_test)
     n_pool = pool_length(X_pool)
     if len(y_pool) != n_pool:
@@ -374,6 +443,8 @@ def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial
     if metric not in METRICS:
         raise SkalValueError(f"metric must be one of {METRICS}; got {metric!r}.")
     query_kwargs = dict(query_kwargs or {})
+    estimator, pretrained_from = _with_pretrained(estimator, pretrain, X_pool, pretrain_cache,
+                                                  progress)
 
     shape = (len(items), len(seeds), n_rounds + 1)
     scores = {m: np.full(shape, np.nan) for m in METRICS}
@@ -402,7 +473,8 @@ def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial
             bar.update(n_rounds + 1)
     bar.close()
     config = {"n_initial": int(n_initial), "batch_size": int(batch_size),
-              "n_rounds": int(n_rounds), "initial": initial, "n_pool": int(n_pool),
+              "n_rounds": int(n_rounds), "initial": initial_name, "n_pool": int(n_pool),
+              "pretrained": pretrained_from,
               "n_test": int(len(y_test)), "multilabel": bool(multilabel),
               "estimator": repr(estimator)}
     return SimulationResult(
