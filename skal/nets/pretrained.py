@@ -287,6 +287,52 @@ class PretrainedStartMixin:
             self.module_.eval()
             self.final_layer_.train()
 
+    def _linear_fast_path(self):
+        """A linear probe on a pre-trained encoder, without a validation split: the
+        frozen features are computed once per fit and the head trains on them."""
+        return (self.pretrained is not None and self.finetune == "linear"
+                and isinstance(getattr(self, "module_", None), EncoderClassifierNet)
+                and self.train_split is None)
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        """skorch's loop, except for a linear probe on a pre-trained encoder: the
+        encoder is frozen, so its features are computed once (in eval mode, without
+        ``augment``, which would change them) and only the head ``fc`` trains on them,
+        with the same optimizer, batch size, epochs (``min_steps``) and loss. Each epoch
+        records ``train_loss`` in ``history_``; batch-level callbacks do not run."""
+        if not self._linear_fast_path():
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        epochs = epochs if epochs is not None else self.max_epochs
+        net = self.module_
+        net.eval()
+        parts = []
+        for _, batch in iter_pool(X, self.predict_batch_size or DEFAULT_BATCH_SIZE):
+            with torch.no_grad():
+                parts.append(net.features(to_image_tensor(batch).to(self.device)))
+        features = torch.cat(parts)
+        targets = torch.as_tensor(np.asarray(y)).to(self.device)
+        n = len(features)
+        batch_size = n if self.batch_size == -1 else min(int(self.batch_size), n)
+        # drawn from torch's generator, which _train seeds with random_state
+        generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
+        self._set_training(True)
+        for _ in range(epochs):
+            self.history_.new_epoch()
+            self.history_.record("epoch", len(self.history_))
+            order = torch.randperm(n, generator=generator)
+            total = 0.0
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size].to(self.device)
+                logits = net.fc(net.dropout(features[idx]))
+                loss = self.get_loss(logits, targets[idx], training=True)
+                self.optimizer_.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer_.step()
+                total += float(loss.detach()) * len(idx)
+            self.history_.record("train_loss", total / n)
+        self._set_training(False)
+        return self
+
     def get_all_learnable_params(self):
         for name, param in super().get_all_learnable_params():
             if param.requires_grad:

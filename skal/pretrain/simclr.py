@@ -70,8 +70,9 @@ class SimCLR(TransformerMixin, BaseEstimator):
         skal's :class:`~skal.nets.SmallCNN` feature extractor with ``encoder_widths``.
         A callable is called as ``encoder(in_channels=C)`` when it declares it. An
         instance is copied, never modified.
-    encoder_widths : tuple of int, default=(32, 64, 128)
-        Widths of the default SmallCNN encoder's blocks (its feature size is the last).
+    encoder_widths : tuple of int, default=(16, 32, 64)
+        Widths of the default SmallCNN encoder's blocks (its feature size is the last;
+        the default is SmallCNN's own, so a pre-trained start costs what training one does).
     projection_dim : int, default=64
         Output width of the 2-layer MLP projection head.
     projection_hidden : int or None, default=None
@@ -120,7 +121,7 @@ class SimCLR(TransformerMixin, BaseEstimator):
     active learning makes; ``fit`` retrains from scratch as usual.
     """
 
-    def __init__(self, encoder=None, encoder_widths=(32, 64, 128), projection_dim=64,
+    def __init__(self, encoder=None, encoder_widths=(16, 32, 64), projection_dim=64,
                  projection_hidden=None, temperature=0.2, max_epochs=30, batch_size=256,
                  lr=2e-3, weight_decay=1e-4, augmenter=None, random_state=None,
                  device="cpu", memory_format="channels_last", progress=True):
