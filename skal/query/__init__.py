@@ -15,6 +15,9 @@ from .gradnorm import (classifier_entropy_gradnorm, classifier_expected_gradnorm
 from .latent import LatentHardSampling
 from .synthesis import Synthesized
 from .tdgf import TDGF, tdgf_scores
+from .typiclust import TypiClust
+from .probcover import ProbCover
+from .schedule import ModelQualityAbove, StrategySchedule, TypiclustThenMargin
 from .uncertainty import (classifier_entropy, classifier_margin, classifier_uncertainty,
                           entropy_sampling, margin_sampling, uncertainty_sampling)
 
@@ -30,6 +33,11 @@ __all__ = [
     "Synthesized",
     "TDGF",
     "tdgf_scores",
+    "TypiClust",
+    "ProbCover",
+    "StrategySchedule",
+    "TypiclustThenMargin",
+    "ModelQualityAbove",
     "uncertainty_sampling",
     "margin_sampling",
     "entropy_sampling",

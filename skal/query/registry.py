@@ -6,8 +6,11 @@ import functools
 from ..exceptions import SkalValueError
 from .diversity import badge_sampling, coreset_sampling
 from .gradnorm import entropy_gradnorm, expected_gradnorm
+from .probcover import ProbCover
 from .random import random_sampling
+from .schedule import TypiclustThenMargin
 from .tdgf import TDGF
+from .typiclust import TypiClust
 from .uncertainty import entropy_sampling, margin_sampling, uncertainty_sampling
 
 __all__ = ["STRATEGIES", "get_strategy", "strategy_name"]
@@ -27,6 +30,9 @@ STRATEGIES = {
     "entropy_gradnorm_all": functools.partial(entropy_gradnorm, scope="all"),
     "badge": badge_sampling,
     "coreset": coreset_sampling,
+    "typiclust": TypiClust(),
+    "probcover": ProbCover(),
+    "typiclust_then_margin": TypiclustThenMargin(),
 }
 
 
