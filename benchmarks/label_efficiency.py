@@ -85,6 +85,9 @@ def main(argv=None):
     parser.add_argument("--finetune", choices=["linear", "full"], default="linear")
     parser.add_argument("--initial-selection", default="stratified",
                         help="stratified, random, or a label-free strategy name")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="classifier learning rate (default: 1e-3 from scratch, 1e-2 for "
+                             "the linear head of the pre-trained recipe)")
     parser.add_argument("--metric", choices=["auroc", "accuracy"], default="auroc")
     parser.add_argument("--cache-dir", default=None, help="encoder cache folder")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -108,7 +111,10 @@ def main(argv=None):
         print(f"encoder {encoder_path} ({pretrain_seconds:.0f} s, 0 if cached)", flush=True)
         if args.pretrain_only:
             return
-        net.set_params(pretrained=encoder_path, finetune=args.finetune)
+        net.set_params(pretrained=encoder_path, finetune=args.finetune,
+                       lr=args.lr or (1e-2 if args.finetune == "linear" else 1e-3))
+    elif args.lr:
+        net.set_params(lr=args.lr)
     names = [s.strip() for s in args.strategies.split(",")]
     strategies = {name: get_strategy(name) for name in names}
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))

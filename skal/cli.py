@@ -25,14 +25,26 @@ def _estimator(args, multilabel):
     cls = MultiLabelCNNClassifier if multilabel else CNNClassifier
     params = dict(module=module, max_epochs=args.epochs, min_steps=args.min_steps,
                   device=args.device)
-    if args.pretrain != "none":
-        params["finetune"] = args.finetune
+    if _pretrain_choice(args) != "none":
+        # the measured recipe (docs/pretraining.md): a linear head, lr 1e-2
+        params.update(finetune=args.finetune,
+                      lr=args.lr or (1e-2 if args.finetune == "linear" else 1e-3))
+    elif args.lr:
+        params["lr"] = args.lr
     return cls(**params)
+
+
+def _pretrain_choice(args):
+    """``--pretrain``, with ``auto`` resolved: SimCLR on real images, none for the
+    bundled 8x8 digits demo (which must stay a one-minute run)."""
+    if args.pretrain == "auto":
+        return "none" if args.data == "digits" else "simclr"
+    return args.pretrain
 
 
 def _pretrainer(args):
     """The self-supervised pre-trainer of ``--pretrain`` (None for ``none``)."""
-    if args.pretrain == "none":
+    if _pretrain_choice(args) == "none":
         return None
     from .pretrain import SimCLR
 
@@ -106,14 +118,18 @@ def build_parser():
                           "(default: %(default)s)")
     sim.add_argument("--n-jobs", type=int, default=1,
                      help="campaigns run in parallel processes (default: %(default)s)")
-    sim.add_argument("--pretrain", choices=["none", "simclr"], default="none",
+    sim.add_argument("--pretrain", choices=["auto", "none", "simclr"], default="auto",
                      help="self-supervised pre-training on the pool images, shared by every "
-                          "strategy and seed and cached (default: %(default)s)")
+                          "strategy and seed and cached; 'auto': SimCLR except for the "
+                          "digits demo (default: %(default)s)")
     sim.add_argument("--pretrain-epochs", type=int, default=30,
                      help="SimCLR epochs over the pool (default: %(default)s)")
     sim.add_argument("--finetune", choices=["linear", "full"], default="linear",
                      help="with --pretrain: train a linear head on frozen features or "
                           "fine-tune everything (default: %(default)s)")
+    sim.add_argument("--lr", type=float, default=None,
+                     help="learning rate (default: 1e-2 for a linear head on pre-trained "
+                          "features, else 1e-3)")
     sim.add_argument("--initial-selection", default="stratified",
                      help="how the initial labelled images are chosen: 'stratified' "
                           "(class-balanced, peeks at labels), 'random', or a strategy name "
@@ -148,8 +164,9 @@ def _simulate(args):
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
     strategies = {name: get_strategy(name) for name in names}
     print(f"skal simulate: {description}; pool {len(y_pool)}, test {len(y_test)}; "
-          f"strategies {', '.join(names)}; {args.seeds} seeds; {args.initial} initial + "
-          f"{args.rounds} x {args.batch} labels", flush=True)
+          f"strategies {', '.join(names)}; {args.seeds} seeds; {args.initial} initial "
+          f"({args.initial_selection}) + {args.rounds} x {args.batch} labels; pre-training "
+          f"{_pretrain_choice(args)}", flush=True)
     result = simulate(
         _estimator(args, multilabel), strategies, X_pool, y_pool, X_test, y_test,
         n_initial=args.initial, batch_size=args.batch, n_rounds=args.rounds,
