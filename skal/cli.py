@@ -18,14 +18,14 @@ from .exceptions import SkalError
 __all__ = ["main", "build_parser", "format_summary"]
 
 
-def _estimator(args, multilabel):
+def _estimator(args, multilabel, pretrain):
     from .nets import CNNClassifier, MultiLabelCNNClassifier, ResNet18, SmallCNN
 
     module = {"small": SmallCNN, "resnet18": ResNet18}[args.net]
     cls = MultiLabelCNNClassifier if multilabel else CNNClassifier
     params = dict(module=module, max_epochs=args.epochs, min_steps=args.min_steps,
                   device=args.device)
-    if _pretrain_choice(args) != "none":
+    if pretrain != "none":
         # the measured recipe (docs/pretraining.md): a linear head, lr 1e-2
         params.update(finetune=args.finetune,
                       lr=args.lr or (1e-2 if args.finetune == "linear" else 1e-3))
@@ -34,17 +34,24 @@ def _estimator(args, multilabel):
     return cls(**params)
 
 
-def _pretrain_choice(args):
-    """``--pretrain``, with ``auto`` resolved: SimCLR on real images, none for the
-    bundled 8x8 digits demo (which must stay a one-minute run)."""
+# ``--pretrain auto`` pre-trains on pools of at least this many images: SimCLR contrasts
+# batches of 256, and a few hundred images give it little to learn from.
+AUTO_PRETRAIN_MIN_POOL = 1000
+
+
+def _pretrain_choice(args, n_pool):
+    """``--pretrain``, with ``auto`` resolved: SimCLR on real image pools of at least
+    ``AUTO_PRETRAIN_MIN_POOL`` images, none for the bundled 8x8 digits demo (which must
+    stay a one-minute run) and for small pools."""
     if args.pretrain == "auto":
-        return "none" if args.data == "digits" else "simclr"
+        real = args.data != "digits" and n_pool >= AUTO_PRETRAIN_MIN_POOL
+        return "simclr" if real else "none"
     return args.pretrain
 
 
-def _pretrainer(args):
+def _pretrainer(args, pretrain):
     """The self-supervised pre-trainer of ``--pretrain`` (None for ``none``)."""
-    if _pretrain_choice(args) == "none":
+    if pretrain == "none":
         return None
     from .pretrain import SimCLR
 
@@ -120,8 +127,8 @@ def build_parser():
                      help="campaigns run in parallel processes (default: %(default)s)")
     sim.add_argument("--pretrain", choices=["auto", "none", "simclr"], default="auto",
                      help="self-supervised pre-training on the pool images, shared by every "
-                          "strategy and seed and cached; 'auto': SimCLR except for the "
-                          "digits demo (default: %(default)s)")
+                          "strategy and seed and cached; 'auto': SimCLR on pools of >= 1000 "
+                          "images, none for the digits demo (default: %(default)s)")
     sim.add_argument("--pretrain-epochs", type=int, default=30,
                      help="SimCLR epochs over the pool (default: %(default)s)")
     sim.add_argument("--finetune", choices=["linear", "full"], default="linear",
@@ -161,18 +168,19 @@ def _simulate(args):
     X_pool, y_pool, X_test, y_test = data
     description = data.description
     multilabel = np.asarray(y_pool).ndim == 2
+    pretrain = _pretrain_choice(args, len(y_pool))
     names = [s.strip() for s in args.strategies.split(",") if s.strip()]
     strategies = {name: get_strategy(name) for name in names}
     print(f"skal simulate: {description}; pool {len(y_pool)}, test {len(y_test)}; "
           f"strategies {', '.join(names)}; {args.seeds} seeds; {args.initial} initial "
           f"({args.initial_selection}) + {args.rounds} x {args.batch} labels; pre-training "
-          f"{_pretrain_choice(args)}", flush=True)
+          f"{pretrain}", flush=True)
     result = simulate(
-        _estimator(args, multilabel), strategies, X_pool, y_pool, X_test, y_test,
+        _estimator(args, multilabel, pretrain), strategies, X_pool, y_pool, X_test, y_test,
         n_initial=args.initial, batch_size=args.batch, n_rounds=args.rounds,
         seeds=args.seeds, metric=None if args.metric == "auto" else args.metric,
         progress=not args.no_progress, n_jobs=args.n_jobs, initial=args.initial_selection,
-        pretrain=_pretrainer(args), pretrain_cache=args.cache_dir)
+        pretrain=_pretrainer(args, pretrain), pretrain_cache=args.cache_dir)
     summary = result.summary(target=args.target)
     print(format_summary(summary))
     out = Path(args.out)

@@ -304,3 +304,25 @@ def test_simulate_pretrain_needs_pretrained_param(digits):
         simulate(CNNClassifier(), ["random"], X[:60], y[:60], X[60:90], y[60:90],
                  n_initial=10, batch_size=5, n_rounds=1, seeds=1, progress=False,
                  initial="no_such_strategy")
+
+
+def test_cli_pretrain_and_cold_start(tmp_path, capsys):
+    from skal.cli import main
+
+    rng = np.random.RandomState(0)
+    y = np.arange(80) % 2
+    X = rng.randint(0, 120, (80, 16, 16)).astype(np.uint8)
+    X[y == 1, 4:12, 4:12] += 120
+    np.savez(tmp_path / "toy.npz", images=X, labels=y)
+    args = ["simulate", "--data", str(tmp_path / "toy.npz"), "--strategies", "random,margin",
+            "--seeds", "1", "--initial", "6", "--batch", "4", "--rounds", "1",
+            "--min-steps", "3", "--pretrain", "simclr", "--pretrain-epochs", "1",
+            "--initial-selection", "typiclust", "--cache-dir", str(tmp_path / "cache"),
+            "--out", str(tmp_path / "out"), "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "(typiclust)" in out and "pre-training simclr" in out
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1
+    import json
+    config = json.loads((tmp_path / "out" / "results.json").read_text())["config"]
+    assert config["initial"] == "typiclust" and config["pretrained"].endswith(".safetensors")
