@@ -137,11 +137,11 @@ def build_parser():
     sim.add_argument("--lr", type=float, default=None,
                      help="learning rate (default: 1e-2 for a linear head on pre-trained "
                           "features, else 1e-3)")
-    sim.add_argument("--initial-selection", default="stratified",
+    sim.add_argument("--initial-selection", default="auto",
                      help="how the initial labelled images are chosen: 'stratified' "
                           "(class-balanced, peeks at labels), 'random', or a strategy name "
-                          "for a label-free cold start, e.g. 'typiclust' (default: "
-                          "%(default)s)")
+                          "for a label-free cold start, e.g. 'typiclust'; 'auto': typiclust "
+                          "with pre-training, else stratified (default: %(default)s)")
     sim.add_argument("--cache-dir", default=None,
                      help="folder of cached pre-trained encoders (default: "
                           "$SKAL_CACHE_DIR/encoders or ~/.cache/skal/encoders)")

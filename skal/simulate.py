@@ -362,7 +362,7 @@ def _run_campaign(seed, strategy, *, estimator, X_pool, y_pool, X_test, y_test,
 
 
 def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial=10,
-             batch_size=10, n_rounds=10, seeds=3, initial="stratified", metric=None,
+             batch_size=10, n_rounds=10, seeds=3, initial="auto", metric=None,
              progress=True, query_kwargs=None, n_jobs=None, pretrain=None,
              pretrain_cache=None):
     """Run simulated active-learning campaigns: strategies x seeds x rounds.
@@ -386,11 +386,15 @@ def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial
         Query rounds; curves have ``n_rounds + 1`` points.
     seeds : int or sequence of int
         ``3`` means seeds 0, 1, 2.
-    initial : {"stratified", "random"}, strategy name or callable, default="stratified"
+    initial : {"auto", "stratified", "random"}, strategy name or callable, default="auto"
         How the initial set is chosen: ``"stratified"`` (``"balanced"``) draws the same
         number per class (it peeks at the labels), ``"random"`` uniformly; a strategy
         (e.g. ``"typiclust"``) picks it without any label, as a real cold start must,
         from the unfitted estimator (its pre-trained embeddings; see ``pretrain``).
+        ``"auto"``: ``"typiclust"`` with ``pretrain`` (measured: 0.914 +- 0.004 test
+        AUROC with 10 PneumoniaMNIST labels against 0.857 +- 0.025 for a random draw and
+        0.900 +- 0.009 for a stratified one; ``benchmarks/cold_start.py``), else
+        ``"stratified"``.
     metric : {"accuracy", "auroc"} or None
         Headline metric; ``None`` picks AUROC for binary and multi-label tasks, accuracy
         for multi-class.
@@ -419,6 +423,8 @@ def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial
     seeds = list(range(seeds)) if isinstance(seeds, (int, np.integer)) else list(seeds)
     if not seeds:
         raise SkalValueError("Give at least one seed.")
+    if isinstance(initial, str) and initial == "auto":
+        initial = "typiclust" if pretrain is not None else "stratified"
     initial_name = initial if isinstance(initial, str) else strategy_name(initial)
     initial = _check_initial(initial)
     y_pool, y_test = np.asarray(y_pool), np.asarray(y_test)

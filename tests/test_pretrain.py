@@ -281,7 +281,9 @@ def test_encoder_cache_is_reused(digits, tmp_path):
             X[200:260], y[200:260])
     kwargs = dict(n_initial=10, batch_size=5, n_rounds=1, seeds=1, progress=False,
                   pretrain_cache=tmp_path)
-    simulate(*args, pretrain=SimCLR(random_state=0, **TINY), **kwargs)
+    first = simulate(*args, pretrain=SimCLR(random_state=0, **TINY), **kwargs)
+    # initial="auto" with pre-training: a label-free TypiClust cold start
+    assert first.config["initial"] == "typiclust"
     (path,) = tmp_path.glob("*.safetensors")
     stamp = path.stat().st_mtime_ns
     simulate(*args, pretrain=SimCLR(random_state=0, **TINY), **kwargs)
