@@ -215,7 +215,9 @@ class SimCLR(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like (n, H, W) or (n, C, H, W), memmap, or torch Dataset
-            Unlabelled images; uint8 is scaled by 1/255, float used as given.
+            Unlabelled images; uint8 is scaled by 1/255, float used as given. Arrays
+            and memmaps are read batch by batch; a torch Dataset is read into memory
+            once.
         y : ignored
         """
         widths, augmenter = self._check_params()
