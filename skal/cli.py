@@ -20,14 +20,44 @@ from .exceptions import SkalError, SkalValueError
 __all__ = ["main", "build_parser", "format_summary"]
 
 
-def _estimator(args, multilabel):
+def _estimator(args, multilabel, pretrain):
     from .nets import CNNClassifier, MultiLabelCNNClassifier, ResNet18, SmallCNN
 
     module = {"small": SmallCNN, "resnet18": ResNet18}[args.net]
     cls = MultiLabelCNNClassifier if multilabel else CNNClassifier
     params = dict(module=module, max_epochs=args.epochs, min_steps=args.min_steps,
                   device=args.device)
+    if pretrain != "none":
+        # the measured recipe (docs/pretraining.md): a linear head, lr 1e-2
+        params.update(finetune=args.finetune,
+                      lr=args.lr or (1e-2 if args.finetune == "linear" else 1e-3))
+    elif args.lr:
+        params["lr"] = args.lr
     return cls(**params)
+
+
+# ``--pretrain auto`` pre-trains on pools of at least this many images: SimCLR contrasts
+# batches of 256, and a few hundred images give it little to learn from.
+AUTO_PRETRAIN_MIN_POOL = 1000
+
+
+def _pretrain_choice(args, n_pool):
+    """``--pretrain``, with ``auto`` resolved: SimCLR on real image pools of at least
+    ``AUTO_PRETRAIN_MIN_POOL`` images, none for the bundled 8x8 digits demo (which must
+    stay a one-minute run) and for small pools."""
+    if args.pretrain == "auto":
+        real = args.data != "digits" and n_pool >= AUTO_PRETRAIN_MIN_POOL
+        return "simclr" if real else "none"
+    return args.pretrain
+
+
+def _pretrainer(args, pretrain):
+    """The self-supervised pre-trainer of ``--pretrain`` (None for ``none``)."""
+    if pretrain == "none":
+        return None
+    from .pretrain import SimCLR
+
+    return SimCLR(max_epochs=args.pretrain_epochs, device=args.device, random_state=0)
 
 
 def _fmt(value, spec):
@@ -100,6 +130,27 @@ def build_parser():
                           "(default: %(default)s)")
     sim.add_argument("--n-jobs", type=int, default=1,
                      help="campaigns run in parallel processes (default: %(default)s)")
+    sim.add_argument("--pretrain", choices=["auto", "none", "simclr"], default="auto",
+                     help="self-supervised pre-training on the pool images, shared by every "
+                          "strategy and seed and cached; 'auto': SimCLR on pools of >= 1000 "
+                          "images, none for the digits demo (default: %(default)s)")
+    sim.add_argument("--pretrain-epochs", type=int, default=30,
+                     help="SimCLR epochs over the pool (default: %(default)s)")
+    sim.add_argument("--finetune", choices=["linear", "full"], default="linear",
+                     help="with --pretrain: train a linear head on frozen features or "
+                          "fine-tune everything (default: %(default)s)")
+    sim.add_argument("--lr", type=float, default=None,
+                     help="learning rate (default: 1e-2 for a linear head on pre-trained "
+                          "features, else 1e-3)")
+    sim.add_argument("--initial-selection", default="auto",
+                     help="how the initial labelled images are chosen: 'balanced' (the "
+                          "same number per class) or 'stratified' (class proportions), both "
+                          "peeking at labels; 'random'; or a strategy name for a label-free "
+                          "cold start, e.g. 'typiclust'; 'auto': typiclust with "
+                          "pre-training, else balanced (default: %(default)s)")
+    sim.add_argument("--cache-dir", default=None,
+                     help="folder of cached pre-trained encoders (default: "
+                          "$SKAL_CACHE_DIR/encoders or ~/.cache/skal/encoders)")
     sim.add_argument("--out", default="skal-results", help="output folder")
     sim.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_campaign_parser(sub)
@@ -180,15 +231,18 @@ def _simulate(args):
     X_pool, y_pool, X_test, y_test = data
     description = data.description
     multilabel = np.asarray(y_pool).ndim == 2
+    pretrain = _pretrain_choice(args, len(y_pool))
     strategies = {name: get_strategy(name) for name in names}
     print(f"skal simulate: {description}; pool {len(y_pool)}, test {len(y_test)}; "
-          f"strategies {', '.join(names)}; {args.seeds} seeds; {args.initial} initial + "
-          f"{args.rounds} x {args.batch} labels", flush=True)
+          f"strategies {', '.join(names)}; {args.seeds} seeds; {args.initial} initial "
+          f"({args.initial_selection}) + {args.rounds} x {args.batch} labels; pre-training "
+          f"{pretrain}", flush=True)
     result = simulate(
-        _estimator(args, multilabel), strategies, X_pool, y_pool, X_test, y_test,
+        _estimator(args, multilabel, pretrain), strategies, X_pool, y_pool, X_test, y_test,
         n_initial=args.initial, batch_size=args.batch, n_rounds=args.rounds,
         seeds=args.seeds, metric=None if args.metric == "auto" else args.metric,
-        progress=not args.no_progress, n_jobs=args.n_jobs)
+        progress=not args.no_progress, n_jobs=args.n_jobs, initial=args.initial_selection,
+        pretrain=_pretrainer(args, pretrain), pretrain_cache=args.cache_dir)
     summary = result.summary(target=args.target)
     print(format_summary(summary))
     out = Path(args.out)

@@ -7,15 +7,18 @@ measured per seed and reported with their standard error.
 """
 
 import numbers
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from joblib import Parallel, delayed
+from sklearn.base import clone
 from tqdm.auto import tqdm
 
-from .campaign.engine import check_budget, initial_set, run_rounds, task_of
+from .campaign.engine import (INITIAL_METHODS, accepts_keyword, check_budget, initial_set,
+                              run_rounds, task_of)
 from .campaign.engine import initial_indices, with_seed as _with_seed
 from .data.pool import pool_length
 from .exceptions import SkalTypeError, SkalValueError
@@ -201,6 +204,25 @@ def _check_same_scale(X_pool, X_test):
         "X.astype(np.float32) / 255 for each).")
 
 
+def _with_pretrained(estimator, pretrain, X_pool, cache_dir, progress):
+    """``estimator`` with ``pretrained=`` the encoder of ``pretrain`` (pre-trained once on
+    the pool, through the cache), and a description of that encoder for the config."""
+    if pretrain is None:
+        return estimator, None
+    if "pretrained" not in estimator.get_params(deep=False):
+        raise SkalValueError(
+            f"pretrain= needs an estimator with a `pretrained` parameter (skal's "
+            f"CNNClassifier / MultiLabelCNNClassifier); got {type(estimator).__name__}.")
+    if isinstance(pretrain, (str, os.PathLike)):
+        return clone(estimator).set_params(pretrained=os.fspath(pretrain)), os.fspath(pretrain)
+    if hasattr(pretrain, "encoder_"):
+        return clone(estimator).set_params(pretrained=pretrain), repr(pretrain)
+    from .pretrain.cache import cached_encoder
+
+    path = os.fspath(cached_encoder(pretrain, X_pool, cache_dir, progress=progress))
+    return clone(estimator).set_params(pretrained=path), path
+
+
 def _resolve_strategies(strategies):
     if isinstance(strategies, dict):
         items = list(strategies.items())
@@ -218,14 +240,47 @@ def _resolve_strategies(strategies):
     return items
 
 
+def _check_initial(initial):
+    """``initial`` as a label-based draw name, or a resolved strategy callable."""
+    if isinstance(initial, str):
+        if initial in INITIAL_METHODS:
+            return initial
+        return get_strategy(initial)
+    if callable(initial):
+        return initial
+    raise SkalValueError(
+        f"initial={initial!r} must be one of {INITIAL_METHODS}, 'auto', a strategy name or a "
+        "callable strategy(classifier, X_pool, n_instances).")
+
+
+def _initial_selection(initial, estimator, X_pool, y_pool, n_initial, seed):
+    """The first labelled set: a draw that uses the labels (``"balanced"``: the same
+    number per class; ``"stratified"``: class proportions) or not (``"random"``), or a label-free cold start: the strategy ``initial`` applied to
+    the unfitted ``estimator`` (with ``pretrained=``, its embeddings are already there)
+    on the whole pool, with no label known."""
+    if isinstance(initial, str):
+        return initial_set(y_pool, n_initial, seed, initial)
+    kwargs = ({"random_state": seed}
+              if seed is not None and accepts_keyword(initial, "random_state") else {})
+    picked = initial(estimator, X_pool, n_initial, **kwargs)
+    picked = np.asarray(picked[0] if isinstance(picked, tuple) else picked, dtype=np.intp)
+    if (picked.ndim != 1 or len(picked) != n_initial or len(np.unique(picked)) != n_initial
+            or picked.min() < 0 or picked.max() >= len(y_pool)):
+        raise SkalValueError(
+            f"The initial strategy must return {n_initial} distinct positions in the pool; "
+            f"got {picked.tolist()[:20]}.")
+    return picked
+
+
 def _run_campaign(seed, strategy, *, estimator, X_pool, y_pool, X_test, y_test,
                   n_initial, batch_size, n_rounds, initial, classes, multilabel,
                   query_kwargs, bar=None):
     """One strategy, one seed: initial fit, then ``n_rounds`` of query and teach."""
     scores = {m: np.full(n_rounds + 1, np.nan) for m in METRICS}
-    start_idx = initial_set(y_pool, n_initial, seed, initial)
+    estimator = _with_seed(estimator, seed, classes)
+    start_idx = _initial_selection(initial, estimator, X_pool, y_pool, n_initial, seed)
     strategy = fresh_copy(strategy)     # stateful strategies: fresh state per campaign
-    learner = ActiveLearner(_with_seed(estimator, seed, classes), strategy)
+    learner = ActiveLearner(estimator, strategy)
 
     def evaluate(point, learner, _labelled):
         values = evaluate_classifier(learner, X_test, y_test, classes=classes,
@@ -243,8 +298,9 @@ def _run_campaign(seed, strategy, *, estimator, X_pool, y_pool, X_test, y_test,
 
 
 def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial=10,
-             batch_size=10, n_rounds=10, seeds=3, initial="balanced", metric=None,
-             progress=True, query_kwargs=None, n_jobs=None):
+             batch_size=10, n_rounds=10, seeds=3, initial="auto", metric=None,
+             progress=True, query_kwargs=None, n_jobs=None, pretrain=None,
+             pretrain_cache=None):
     """Run simulated active-learning campaigns: strategies x seeds x rounds.
 
     Parameters
@@ -268,8 +324,16 @@ def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial
         Query rounds; curves have ``n_rounds + 1`` points.
     seeds : int or sequence of int
         ``3`` means seeds 0, 1, 2.
-    initial : {"balanced", "random"}
-        How the initial set is drawn.
+    initial : {"auto", "balanced", "stratified", "random"}, strategy name or callable, \
+default="auto"
+        How the initial set is chosen: ``"balanced"`` draws the same number per class and
+        ``"stratified"`` follows the class proportions (both peek at the labels: a
+        reference, not a real cold start), ``"random"`` draws uniformly; a strategy
+        (e.g. ``"typiclust"``) picks it without any label, as a real cold start must,
+        from the unfitted estimator (its pre-trained embeddings; see ``pretrain``).
+        ``"auto"``: ``"typiclust"`` with ``pretrain`` (it beat both label draws at 10
+        labels; ``benchmarks/README.md``, ``benchmarks/cold_start.py``), else
+        ``"balanced"`` (skal's behaviour before ``initial`` existed).
     metric : {"accuracy", "auroc"} or None
         Headline metric; ``None`` picks AUROC for binary and multi-label tasks, accuracy
         for multi-class.
@@ -280,6 +344,15 @@ def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial
     n_jobs : int or None
         Run (strategy, seed) campaigns in parallel with joblib (``None`` or 1: in this
         process, with a progress bar per round). Results do not depend on ``n_jobs``.
+    pretrain : skal.pretrain.SimCLR, fitted SimCLR, encoder file path or None
+        Self-supervised pre-training shared by every strategy and seed: an unfitted
+        pre-trainer is fitted once on the pool images (never the test set) and cached
+        (see ``pretrain_cache``); the estimator gets ``pretrained=`` that encoder. A
+        fitted SimCLR or an encoder file is used as given.
+    pretrain_cache : path, None or False
+        Folder of cached encoders, keyed by a hash of the pool and the pre-training
+        parameters, so a second run reuses the encoder (``None``:
+        ``$SKAL_CACHE_DIR/encoders`` or ``~/.cache/skal/encoders``; ``False``: no cache).
 
     Returns
     -------
@@ -287,8 +360,10 @@ def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial
     """
     items = _resolve_strategies(strategies)
     seeds = _check_seeds(seeds)
-    if initial not in ("balanced", "random"):
-        raise SkalValueError(f"initial must be 'balanced' or 'random'; got {initial!r}.")
+    if isinstance(initial, str) and initial == "auto":
+        initial = "typiclust" if pretrain is not None else "balanced"
+    initial_name = initial if isinstance(initial, str) else strategy_name(initial)
+    initial = _check_initial(initial)
     y_pool, y_test = np.asarray(y_pool), np.asarray(y_test)
     n_pool = pool_length(X_pool)
     if len(y_pool) != n_pool:
@@ -305,6 +380,8 @@ def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial
     if metric not in METRICS:
         raise SkalValueError(f"metric must be one of {METRICS}; got {metric!r}.")
     query_kwargs = dict(query_kwargs or {})
+    estimator, pretrained_from = _with_pretrained(estimator, pretrain, X_pool, pretrain_cache,
+                                                  progress)
 
     shape = (len(items), len(seeds), n_rounds + 1)
     scores = {m: np.full(shape, np.nan) for m in METRICS}
@@ -333,7 +410,8 @@ def simulate(estimator, strategies, X_pool, y_pool, X_test, y_test, *, n_initial
             bar.update(n_rounds + 1)
     bar.close()
     config = {"n_initial": int(n_initial), "batch_size": int(batch_size),
-              "n_rounds": int(n_rounds), "initial": initial, "n_pool": int(n_pool),
+              "n_rounds": int(n_rounds), "initial": initial_name, "n_pool": int(n_pool),
+              "pretrained": pretrained_from,
               "n_test": int(len(y_test)), "multilabel": bool(multilabel),
               "estimator": repr(estimator)}
     return SimulationResult(

@@ -99,7 +99,7 @@ class ImageClassifierMixin:
         memory_format = self._check_memory_format()
         if memory_format == "auto":
             return (getattr(self, "n_features_in_", None) is None
-                    and bool(getattr(type(self.module_), "supports_channels_last", False)))
+                    and bool(getattr(self.module_, "supports_channels_last", False)))
         return memory_format == "channels_last"
 
     def infer(self, x, **fit_params):

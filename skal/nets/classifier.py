@@ -7,6 +7,7 @@ from torch import nn
 
 from ..exceptions import SkalValueError
 from .base import ImageClassifierMixin
+from .pretrained import PretrainedStartMixin
 from .small_cnn import SmallCNN
 
 __all__ = ["CNNClassifier", "encode_labels", "task_classes"]
@@ -51,7 +52,7 @@ def task_classes(y, classes=None, *, advice=""):
     return classes
 
 
-class CNNClassifier(ImageClassifierMixin, NeuralNetClassifier):
+class CNNClassifier(PretrainedStartMixin, ImageClassifierMixin, NeuralNetClassifier):
     """Convolutional image classifier (binary or multi-class), a skorch
     ``NeuralNetClassifier`` with skal's image handling.
 
@@ -106,6 +107,16 @@ class CNNClassifier(ImageClassifierMixin, NeuralNetClassifier):
         image input with skal's own networks, and keeps torch's default layout for a
         user's module (a module that calls ``.view`` on convolution features fails on
         ``channels_last`` tensors: use ``.flatten``/``.reshape``, then opt in).
+    pretrained : SimCLR, nn.Module, str, path or state dict, default=None
+        A pre-trained start: a fitted :class:`skal.pretrain.SimCLR`, an encoder
+        ``nn.Module`` (images to features), or an encoder safetensors file
+        (``SimCLR.save``) build a linear head on a copy of the encoder; a state dict /
+        safetensors file of ``module``'s own weights is loaded into it (matching names
+        and shapes). Never modified. ``None``: train ``module`` from scratch.
+    finetune : {"linear", "full"}, default="linear"
+        With ``pretrained``: ``"linear"`` trains only the final layer on the frozen
+        features (the small-budget default, see ``docs/pretraining.md``), ``"full"``
+        fine-tunes every layer.
     **kwargs
         Any other skorch parameter (``callbacks``, ``device``, ``module__dropout``, ...).
 
@@ -125,7 +136,7 @@ class CNNClassifier(ImageClassifierMixin, NeuralNetClassifier):
                  optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=30, batch_size=32,
                  train_split=None, classes=None, verbose=0, random_state=None,
                  final_layer=None, predict_batch_size=256, min_steps=200, augment=0.1,
-                 memory_format="auto", **kwargs):
+                 memory_format="auto", pretrained=None, finetune="linear", **kwargs):
         kwargs.setdefault("iterator_train__shuffle", True)
         super().__init__(module, *args, criterion=criterion, optimizer=optimizer, lr=lr,
                          max_epochs=max_epochs, batch_size=batch_size,
@@ -137,6 +148,8 @@ class CNNClassifier(ImageClassifierMixin, NeuralNetClassifier):
         self.min_steps = min_steps
         self.augment = augment
         self.memory_format = memory_format
+        self.pretrained = pretrained
+        self.finetune = finetune
 
     def _encode_targets(self, y, reset, classes=None):
         classes = self.classes if classes is None else classes

@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from ..exceptions import SkalValueError
 from ..utils.validation import check_labels
 from .base import ImageClassifierMixin
+from .pretrained import PretrainedStartMixin
 from .classifier import encode_labels, task_classes
 from .small_cnn import SmallCNN
 
@@ -40,7 +41,7 @@ def _is_zero_one(y):
         return False
 
 
-class MultiLabelCNNClassifier(ImageClassifierMixin, ClassifierMixin, NeuralNet):
+class MultiLabelCNNClassifier(PretrainedStartMixin, ImageClassifierMixin, ClassifierMixin, NeuralNet):
     """Multi-label convolutional classifier: one sigmoid probability per label.
 
     ``fit(X, Y)`` with multi-hot targets ``Y`` of shape ``(n, n_labels)`` (an
@@ -97,7 +98,7 @@ class MultiLabelCNNClassifier(ImageClassifierMixin, ClassifierMixin, NeuralNet):
                  optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=30, batch_size=32,
                  train_split=None, verbose=0, threshold=0.5, random_state=None,
                  final_layer=None, predict_batch_size=256, min_steps=200, augment=0.1,
-                 memory_format="auto", **kwargs):
+                 memory_format="auto", pretrained=None, finetune="linear", **kwargs):
         kwargs.setdefault("iterator_train__shuffle", True)
         super().__init__(module, *args, criterion=criterion, optimizer=optimizer, lr=lr,
                          max_epochs=max_epochs, batch_size=batch_size,
@@ -109,6 +110,8 @@ class MultiLabelCNNClassifier(ImageClassifierMixin, ClassifierMixin, NeuralNet):
         self.min_steps = min_steps
         self.augment = augment
         self.memory_format = memory_format
+        self.pretrained = pretrained
+        self.finetune = finetune
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

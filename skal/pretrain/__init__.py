@@ -2,5 +2,6 @@
 augmentations."""
 
 from .augment import ImageAugmenter
+from .simclr import SimCLR, nt_xent_loss
 
-__all__ = ["ImageAugmenter"]
+__all__ = ["ImageAugmenter", "SimCLR", "nt_xent_loss"]
