@@ -259,3 +259,15 @@ def test_default_augmenter_is_the_pretraining_one(images):
     first = AIFT(n_views=3, random_state=0)(model, X[24:], n_instances=3)
     second = AIFT(n_views=3, random_state=0)(model, X[24:], n_instances=3)
     np.testing.assert_array_equal(first[0], second[0])
+
+
+def test_views_stay_on_the_scale_of_a_uint8_fitted_model(images):
+    # the augmenter's noise and brightness jitter step outside [0, 1]; a model fitted on
+    # uint8 images (scaled to [0, 1]) rejects such input, so AIFT must keep its views
+    # in the images' range (this raised SkalValueError before)
+    X, y, _ = images
+    X8 = np.clip(np.asarray(X) * 255, 0, 255).astype(np.uint8)
+    model = CNNClassifier(random_state=0, **TINY).fit(X8[:24], y[:24])
+    idx, _ = AIFT(n_views=3, augmenter=RecordingAugmenter(), random_state=0)(
+        model, X8[24:], n_instances=3)
+    assert len(set(np.asarray(idx).tolist())) == 3

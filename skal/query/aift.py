@@ -188,6 +188,10 @@ def view_probabilities(model, x, n_views, augmenter, generator):
             f"The augmenter returned {type(views).__name__} of shape "
             f"{tuple(getattr(views, 'shape', ()))} for a batch of shape "
             f"{tuple(stacked.shape)}; it must return a tensor of the same shape.")
+    # intensity jitter and noise may step outside the images' value range; keep the
+    # views in it (as torchvision's colour ops clamp), so they stay on the scale the
+    # model was fitted on and pass its input-scale check
+    views = views.clamp(float(stacked.min()), float(stacked.max()))
     return split_copies(proba_one_pass(model, views), n_views)
 
 
