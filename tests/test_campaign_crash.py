@@ -26,10 +26,15 @@ from skal.data import load_digits_images
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 DRIVER = textwrap.dedent(r'''
-    import hashlib, json, os, random, signal, sys, time
+    import hashlib, json, os, random, signal, sys, threading, time
     import numpy as np
     import torch
+    from tqdm import tqdm
     torch.set_num_threads(1)
+    # tqdm's default write lock includes a multiprocessing semaphore, which a forked
+    # worker shares with this process: a worker killed while holding it would leave
+    # this driver blocked forever. A thread lock is private to each process.
+    tqdm.set_lock(threading.RLock())
     from skal import CNNClassifier
     from skal.campaign import Campaign
 

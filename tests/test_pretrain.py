@@ -185,7 +185,7 @@ def test_linear_probe_trains_the_head_only(tiny_simclr, digits):
     trainable = [name for name, p in clf.module_.named_parameters() if p.requires_grad]
     assert trainable == ["fc.weight", "fc.bias"]
     untrained = CNNClassifier(pretrained=tiny_simclr, max_epochs=1, min_steps=0,
-                              iterator_train__shuffle=False, lr=0.0, random_state=0)
+                              iterator_train__shuffle=False, lr=1e-12, random_state=0)
     untrained.fit(X[:60], y[:60])
     assert not torch.equal(untrained.module_.fc.weight, clf.module_.fc.weight)
 

@@ -6,28 +6,12 @@ from skorch import NeuralNetClassifier
 from torch import nn
 
 from ..exceptions import SkalValueError
+from ..labels import encode_labels  # noqa: F401  (re-exported)
 from .base import ImageClassifierMixin
 from .pretrained import PretrainedStartMixin
 from .small_cnn import SmallCNN
 
 __all__ = ["CNNClassifier", "encode_labels", "task_classes"]
-
-
-def encode_labels(y, classes):
-    """Map labels to positions in ``classes``; raise on labels outside ``classes``."""
-    classes = np.asarray(classes)
-    sorter = np.argsort(classes, kind="stable")
-    pos = np.searchsorted(classes, y, sorter=sorter)
-    pos = np.clip(pos, 0, len(classes) - 1)
-    idx = sorter[pos]
-    unknown = classes[idx] != y
-    if np.any(unknown):
-        raise SkalValueError(
-            f"y contains labels {np.unique(np.asarray(y)[unknown])[:10].tolist()} that are "
-            f"not among the classes {classes.tolist()}; set `classes` to every class the "
-            "task has, or refit from scratch."
-        )
-    return idx.astype(np.int64)
 
 
 def task_classes(y, classes=None, *, advice=""):

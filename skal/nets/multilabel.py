@@ -10,26 +10,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..exceptions import SkalValueError
+from ..labels import encode_labels, one_vs_rest_targets
 from ..utils.validation import check_labels
 from .base import ImageClassifierMixin
 from .pretrained import PretrainedStartMixin
-from .classifier import encode_labels, task_classes
+from .classifier import task_classes
 from .small_cnn import SmallCNN
 
 __all__ = ["MultiLabelCNNClassifier", "one_vs_rest_targets"]
-
-
-def one_vs_rest_targets(positions, n_classes):
-    """0/1 targets of one-vs-rest sigmoid outputs for class positions ``0..n_classes-1``.
-
-    Encoded as scikit-learn's ``LabelBinarizer`` encodes labels: two classes give one
-    column (``1`` for the second class), more give one-hot columns. Returns float32 of
-    shape ``(n, 1)`` or ``(n, n_classes)``.
-    """
-    positions = np.asarray(positions, dtype=np.int64)
-    if n_classes == 2:
-        return (positions == 1).astype(np.float32)[:, None]
-    return np.eye(n_classes, dtype=np.float32)[positions]
 
 
 def _is_zero_one(y):

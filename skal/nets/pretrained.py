@@ -313,8 +313,10 @@ class PretrainedStartMixin:
         targets = torch.as_tensor(np.asarray(y)).to(self.device)
         n = len(features)
         batch_size = n if self.batch_size == -1 else min(int(self.batch_size), n)
-        # drawn from torch's generator, which _train seeds with random_state
-        generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
+        # the fit's own generator (seeded from random_state, thread-safe; see _train)
+        generator = getattr(self, "_generator", None)
+        if generator is None:
+            generator = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
         self._set_training(True)
         for _ in range(epochs):
             self.history_.new_epoch()
