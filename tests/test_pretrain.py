@@ -328,3 +328,20 @@ def test_cli_pretrain_and_cold_start(tmp_path, capsys):
     import json
     config = json.loads((tmp_path / "out" / "results.json").read_text())["config"]
     assert config["initial"] == "typiclust" and config["pretrained"].endswith(".safetensors")
+
+
+def test_pretrained_classifier_round_trips_through_skorch_save_load(tiny_simclr, digits, tmp_path):
+    # skorch's recipe (initialize(), then load_params) must also work for a classifier
+    # with a pre-trained start, whose head size is only known after fit
+    X, y = digits
+    clf = CNNClassifier(pretrained=tiny_simclr, max_epochs=1, min_steps=5, random_state=0)
+    clf.fit(X[:60], y[:60])
+    path = tmp_path / "model.safetensors"
+    clf.save_params(f_params=path, use_safetensors=True)
+    loaded = CNNClassifier(pretrained=tiny_simclr, max_epochs=1, min_steps=5, random_state=0)
+    loaded.initialize()
+    loaded.load_params(f_params=path, use_safetensors=True)
+    np.testing.assert_array_equal(loaded.classes_, clf.classes_)
+    # the same weights and inputs: equal up to float32 rounding
+    np.testing.assert_allclose(loaded.predict_proba(X[60:80]), clf.predict_proba(X[60:80]),
+                               atol=1e-6)

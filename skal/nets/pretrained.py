@@ -269,7 +269,12 @@ class PretrainedStartMixin:
             load_matching_state(self.module_, extra)
             return self
         dropout = self.get_params_for("module").get("dropout", 0.0)
-        self.module_ = EncoderClassifierNet(encoder, extra, self.n_outputs_, dropout=dropout)
+        # before fit (skorch's ``initialize()`` then ``load_params``) the head gets the
+        # module's default size, as skal's own networks do; fit / load_params rebuild it
+        n_outputs = getattr(self, "n_outputs_", None)
+        if n_outputs is None:
+            n_outputs = self.get_params_for("module").get("n_outputs", 2)
+        self.module_ = EncoderClassifierNet(encoder, extra, n_outputs, dropout=dropout)
         if self._channels_last():
             self.module_.to(memory_format=torch.channels_last)
         return self
