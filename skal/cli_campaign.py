@@ -218,7 +218,7 @@ def format_status(status):
     lines = [f"campaign  {status['path']}",
              f"pool      {status['n_items']} items: {status['n_labelled']} labelled, "
              f"{status['n_holdout']} held out, {status['n_unlabelled']} unlabelled",
-             f"classes   " + ", ".join(f"{c} {n}" for c, n in status["per_class"].items()),
+             "classes   " + ", ".join(f"{c} {n}" for c, n in status["per_class"].items()),
              f"strategy  {status['strategy']}; {status['n_rounds']} round(s), "
              f"{status['pending']} item(s) pending",
              f"models    {status['n_checkpoints']} checkpoint(s)"

@@ -2,8 +2,6 @@
 
 import io
 
-import numpy as np
-
 from .utils.io import atomic_write_bytes
 
 __all__ = ["plot_learning_curves", "png_bytes"]

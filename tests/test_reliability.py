@@ -26,10 +26,9 @@ import skal.nets.base as base_module
 import skal.simulate as simulate_module
 from conftest import FAST, TINY
 from skal import (ActiveLearner, CNNClassifier, MultiLabelCNNClassifier, NotFittedError,
-                  SkalError, SkalTypeError, SkalValueError)
+                  SkalError, SkalValueError)
 from skal.cli import main
-from skal.data import DicomDataset, DicomReadError, load_digits_images, read_dicom
-from skal.data.npz import load_image_npz
+from skal.data import DicomDataset, load_digits_images
 from skal.exceptions import DataFileError
 from skal.nets import VAE
 from skal.query import coreset_sampling

@@ -1,6 +1,5 @@
 """A small convolutional network for 8-64 px medical images."""
 
-import torch
 from torch import nn
 
 __all__ = ["SmallCNN"]
