@@ -5,6 +5,7 @@ root) and is never copied into it. Point ``SKAL_DATA_DIR`` elsewhere to use anot
 copy; tests that need it skip cleanly when it is absent.
 """
 
+import io
 import os
 from pathlib import Path
 
@@ -84,3 +85,38 @@ def tiny_images():
     y[::7] = 2
     Y = np.stack([y == 0, y == 2, X[:, 0].mean(axis=(1, 2)) > 0.5], axis=1).astype(int)
     return X, y, Y
+
+
+# ------------------------------------------------------------------ DICOM files
+def dicom_bytes(pixels, photometric="MONOCHROME2", bits_stored=16):
+    """A small uint16 Secondary Capture DICOM file (with file meta) as bytes."""
+    from pydicom.dataset import Dataset as DicomData, FileMetaDataset
+    from pydicom.uid import (ExplicitVRLittleEndian, SecondaryCaptureImageStorage,
+                             generate_uid)
+
+    pixels = np.asarray(pixels, dtype=np.uint16)
+    ds = DicomData()
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.Modality = "OT"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits_stored, bits_stored - 1
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels.tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def write_dicom(path, pixels, **kwargs):
+    """Write :func:`dicom_bytes` to ``path`` (parents created); returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(dicom_bytes(pixels, **kwargs))
+    return path

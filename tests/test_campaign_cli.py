@@ -4,37 +4,19 @@ import csv
 import json
 
 import numpy as np
-import pydicom
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from skal import SkalValueError
 from skal.campaign import Campaign, PoolChangedError
 from skal.campaign.interop import (read_label_studio_export, read_labels_csv,
                                    write_label_studio_tasks)
 from skal.cli import main
+from conftest import write_dicom
 
 FAST = ["--epochs", "1", "--min-steps", "4", "--cv", "0", "--no-progress"]
 
 
-def write_dicom(path, pixels):
-    ds = Dataset()
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.Modality = "OT"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
-    ds.PixelRepresentation = 0
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+
 
 
 @pytest.fixture
@@ -47,7 +29,7 @@ def dicom_folder(tmp_path):
         if i % 2:
             image[4:10, 4:10] += 1500
         rel = f"patient{i % 2}/img{i:02d}.dcm"
-        write_dicom(tmp_path / "pool" / rel, np.clip(image, 0, 4095))
+        write_dicom(tmp_path / "pool" / rel, np.clip(image, 0, 4095), bits_stored=12)
         truth[rel] = "pneumonia" if i % 2 else "normal"
     return tmp_path / "pool", truth
 

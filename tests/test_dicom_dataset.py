@@ -3,40 +3,18 @@
 import pickle
 
 import numpy as np
-import pydicom
 import pytest
 import torch
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 from torch.utils.data import DataLoader, Subset
 
 from skal.data import DicomDataset, DicomReadError, load_dicom_folder, read_dicom
 from skal.data.pool import iter_pool, materialize, take
 from skal.exceptions import DataFileError, SkalTypeError, SkalValueError
+from conftest import write_dicom
 
 
 # ----------------------------------------------------------------------- helpers
-def write_dicom(path, pixels, photometric="MONOCHROME2"):
-    """Write a small uint16 Secondary Capture file with file meta."""
-    pixels = np.asarray(pixels, dtype=np.uint16)
-    ds = Dataset()
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.Modality = "OT"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.PixelData = pixels.tobytes()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pydicom.dcmwrite(path, ds, enforce_file_format=True)
-    return path
+
 
 
 def disc_image(label, rng, size=40):

@@ -19,8 +19,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from conftest import dicom_bytes
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PEAK_LIMIT = 32 << 20
@@ -62,26 +61,7 @@ def _npz_bytes(arrays, compressed):
     return buffer.getvalue()
 
 
-def _dicom_bytes(value):
-    pixels = np.full((4, 4), value, dtype=np.uint16)
-    pixels[0, 0] = 0
-    ds = Dataset()
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.PixelData = pixels.tobytes()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+
 
 
 _READER = r"""
@@ -154,7 +134,9 @@ def _clean_files(tmp_path):
     folder = tmp_path / "dicom"
     for i, rel in enumerate(["a/IM1.dcm", "b/IM1.dcm", "c/x.dcm", "d.dcm"]):
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (folder / rel).write_bytes(_dicom_bytes(100 + i))
+        pixels = np.full((4, 4), 100 + i)
+        pixels[0, 0] = 0
+        (folder / rel).write_bytes(dicom_bytes(pixels))
     csv = b"path,label\na/IM1.dcm,0\nb/IM1.dcm,1\nc/x.dcm,0\nd.dcm,1\n"
     return {
         ("npz", "plain.npz"): _npz_bytes(plain, False),

@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import torch
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian,
+from pydicom.uid import (DeflatedExplicitVRLittleEndian,
                          SecondaryCaptureImageStorage, generate_uid)
 from skorch.callbacks import Callback
 from torch.utils.data import Dataset as TorchDataset
 
 import skal.nets.base as base_module
 import skal.simulate as simulate_module
-from conftest import FAST, TINY
+from conftest import FAST, TINY, write_dicom
 from skal import (ActiveLearner, CNNClassifier, MultiLabelCNNClassifier, NotFittedError,
                   SkalError, SkalValueError)
 from skal.cli import main
@@ -265,31 +265,15 @@ def test_fitted_input_scale_size_and_channels_are_checked(digits, tmp_path):
 
 
 # -------------------------------------------- class 5: DICOM labels by file name
-def _write_dicom(path, value):
-    pixels = np.full((8, 8), value, dtype=np.uint16)
-    pixels[0, 0] = 0
-    ds = Dataset()
-    ds.SOPClassUID = SecondaryCaptureImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.PixelData = pixels.tobytes()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+
 
 
 def test_dicom_labels_never_matched_by_an_ambiguous_file_name(tmp_path):
     root = tmp_path / "dicom"
     for rel in ("a/IM1.dcm", "b/IM1.dcm", "c/IM2.dcm"):
-        _write_dicom(root / rel, 100)
+        pixels = np.full((8, 8), 100)
+        pixels[0, 0] = 0
+        write_dicom(root / rel, pixels)
     csv = tmp_path / "labels.csv"
     cases = {
         # a row only for a/IM1.dcm: b/IM1.dcm must not inherit it
