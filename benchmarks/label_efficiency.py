@@ -82,13 +82,17 @@ def main(argv=None):
     parser.add_argument("--pretrain-epochs", type=int, default=30)
     parser.add_argument("--pretrain-only", action="store_true",
                         help="pre-train (fill the encoder cache) and stop")
-    parser.add_argument("--finetune", choices=["linear", "full"], default="linear")
+    parser.add_argument("--finetune", choices=["linear", "full", "auto"], default="auto",
+                        help="the classifier's finetune= on the pre-trained encoder")
     parser.add_argument("--initial-selection", default="balanced",
                         help="balanced (same number per class), stratified (class "
                              "proportions), random, or a label-free strategy name")
     parser.add_argument("--lr", type=float, default=None,
-                        help="classifier learning rate (default: 1e-3 from scratch, 1e-2 for "
-                             "the linear head of the pre-trained recipe)")
+                        help="classifier learning rate (default: the classifier's lr='auto', "
+                             "1e-3 when every layer trains, 1e-2 for a linear head)")
+    parser.add_argument("--dropout", type=float, default=None,
+                        help="dropout before the classifier's linear layer (MC-dropout "
+                             "strategies such as bald need one on the pre-trained start)")
     parser.add_argument("--metric", choices=["auroc", "accuracy"], default="auroc")
     parser.add_argument("--cache-dir", default=None, help="encoder cache folder")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -112,10 +116,11 @@ def main(argv=None):
         print(f"encoder {encoder_path} ({pretrain_seconds:.0f} s, 0 if cached)", flush=True)
         if args.pretrain_only:
             return
-        net.set_params(pretrained=encoder_path, finetune=args.finetune,
-                       lr=args.lr or (1e-2 if args.finetune == "linear" else 1e-3))
-    elif args.lr:
+        net.set_params(pretrained=encoder_path, finetune=args.finetune)
+    if args.lr:
         net.set_params(lr=args.lr)
+    if args.dropout is not None:
+        net.set_params(module__dropout=args.dropout)
     names = [s.strip() for s in args.strategies.split(",")]
     strategies = {name: get_strategy(name) for name in names}
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -169,6 +174,7 @@ def main(argv=None):
                                "pretrain_seconds": pretrain_seconds,
                                "finetune": args.finetune if encoder_path else None,
                                "initial": args.initial_selection,
+                               "dropout": args.dropout,
                                "subsample": args.subsample}})
     atomic_write_json(out / f"{args.name}.json", payload)
     result.plot(out / f"{args.name}.png", reference=full_metric, target=summary["target"],

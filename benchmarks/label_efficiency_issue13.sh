@@ -3,6 +3,8 @@
 # survive; merge them with benchmarks/label_efficiency_report.py. Usage:
 #   benchmarks/label_efficiency_issue13.sh pneumonia simclr "0 1 2 3 4" [strategies]
 #   benchmarks/label_efficiency_issue13.sh blood scratch "0 1 2" random,margin
+# FINETUNE=auto|full|linear (default linear: the issue-13 runs) sets the pre-trained recipe's
+# finetune=.
 set -u
 data=$1; recipe=$2; seeds=$3
 ALL=random,margin,entropy,badge,coreset,expected_gradnorm,tdgf,typiclust,probcover,typiclust_then_margin
@@ -15,8 +17,8 @@ case $data in
   blood) args=(--data "$DATA_DIR/medmnist/bloodmnist.npz" --subsample 5000) ;;
 esac
 case $recipe in
-  simclr) args+=(--pretrain simclr --initial-selection random) ;;
-  simclr_typiclust_start) args+=(--pretrain simclr --initial-selection typiclust) ;;
+  simclr) args+=(--pretrain simclr --initial-selection random --finetune ${FINETUNE:-linear}) ;;
+  simclr_typiclust_start) args+=(--pretrain simclr --initial-selection typiclust --finetune ${FINETUNE:-linear}) ;;
   scratch) args+=(--initial-selection balanced) ;;
 esac
 first=1

@@ -28,26 +28,20 @@ def _estimator(args, multilabel, pretrain):
     params = dict(module=module, max_epochs=args.epochs, min_steps=args.min_steps,
                   device=args.device)
     if pretrain != "none":
-        # the measured recipe (docs/pretraining.md): a linear head, lr 1e-2
-        params.update(finetune=args.finetune,
-                      lr=args.lr or (1e-2 if args.finetune == "linear" else 1e-3))
-    elif args.lr:
+        params["finetune"] = args.finetune
+    if args.lr:
         params["lr"] = args.lr
     return cls(**params)
 
 
-# ``--pretrain auto`` pre-trains on pools of at least this many images: SimCLR contrasts
-# batches of 256, and a few hundred images give it little to learn from.
-AUTO_PRETRAIN_MIN_POOL = 1000
-
-
-def _pretrain_choice(args, n_pool):
-    """``--pretrain``, with ``auto`` resolved: SimCLR on real image pools of at least
-    ``AUTO_PRETRAIN_MIN_POOL`` images, none for the bundled 8x8 digits demo (which must
-    stay a one-minute run) and for small pools."""
+def _pretrain_choice(args, multilabel, X_pool):
+    """``--pretrain``, with ``auto`` resolved by :func:`skal.simulate.wants_pretraining`
+    (SimCLR on pools of at least 1,000 images, the digits demo included)."""
     if args.pretrain == "auto":
-        real = args.data != "digits" and n_pool >= AUTO_PRETRAIN_MIN_POOL
-        return "simclr" if real else "none"
+        from .simulate import wants_pretraining
+
+        scratch = _estimator(args, multilabel, "none")
+        return "simclr" if wants_pretraining(scratch, X_pool) else "none"
     return args.pretrain
 
 
@@ -133,12 +127,13 @@ def build_parser():
     sim.add_argument("--pretrain", choices=["auto", "none", "simclr"], default="auto",
                      help="self-supervised pre-training on the pool images, shared by every "
                           "strategy and seed and cached; 'auto': SimCLR on pools of >= 1000 "
-                          "images, none for the digits demo (default: %(default)s)")
+                          "images (default: %(default)s)")
     sim.add_argument("--pretrain-epochs", type=int, default=30,
                      help="SimCLR epochs over the pool (default: %(default)s)")
-    sim.add_argument("--finetune", choices=["linear", "full"], default="linear",
-                     help="with --pretrain: train a linear head on frozen features or "
-                          "fine-tune everything (default: %(default)s)")
+    sim.add_argument("--finetune", choices=["auto", "linear", "full"], default="auto",
+                     help="with --pretrain: train a linear head on frozen features, "
+                          "fine-tune everything, or 'auto': a linear head below 50 labels, "
+                          "full fine-tuning from 50 (default: %(default)s)")
     sim.add_argument("--lr", type=float, default=None,
                      help="learning rate (default: 1e-2 for a linear head on pre-trained "
                           "features, else 1e-3)")
@@ -231,7 +226,7 @@ def _simulate(args):
     X_pool, y_pool, X_test, y_test = data
     description = data.description
     multilabel = np.asarray(y_pool).ndim == 2
-    pretrain = _pretrain_choice(args, len(y_pool))
+    pretrain = _pretrain_choice(args, multilabel, X_pool)
     strategies = {name: get_strategy(name) for name in names}
     print(f"skal simulate: {description}; pool {len(y_pool)}, test {len(y_test)}; "
           f"strategies {', '.join(names)}; {args.seeds} seeds; {args.initial} initial "

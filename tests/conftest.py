@@ -120,3 +120,13 @@ def write_dicom(path, pixels, **kwargs):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(dicom_bytes(pixels, **kwargs))
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _encoder_cache_in_a_temporary_folder(tmp_path_factory):
+    """Encoders pre-trained by tests (``simulate``'s ``pretrain="auto"`` included) are
+    cached in a temporary folder, never in the user's ``~/.cache/skal``."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("SKAL_CACHE_DIR", str(tmp_path_factory.mktemp("skal_cache")))
+    yield
+    patch.undo()

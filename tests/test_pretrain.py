@@ -180,11 +180,12 @@ def test_pretrained_sources_and_finetune_modes(cls, finetune, source, tiny_simcl
 
 def test_linear_probe_trains_the_head_only(tiny_simclr, digits):
     X, y = digits
-    clf = CNNClassifier(pretrained=tiny_simclr, max_epochs=1, min_steps=20, random_state=0)
+    clf = CNNClassifier(pretrained=tiny_simclr, finetune="linear", max_epochs=1, min_steps=20,
+                        random_state=0)
     clf.fit(X[:60], y[:60])
     trainable = [name for name, p in clf.module_.named_parameters() if p.requires_grad]
     assert trainable == ["fc.weight", "fc.bias"]
-    untrained = CNNClassifier(pretrained=tiny_simclr, max_epochs=1, min_steps=0,
+    untrained = CNNClassifier(pretrained=tiny_simclr, finetune="linear", max_epochs=1, min_steps=0,
                               iterator_train__shuffle=False, lr=1e-12, random_state=0)
     untrained.fit(X[:60], y[:60])
     assert not torch.equal(untrained.module_.fc.weight, clf.module_.fc.weight)
@@ -213,7 +214,8 @@ def test_pretrained_from_state_dict_of_own_module(digits, tmp_path):
 
 def test_embed_before_fit_and_determinism(tiny_simclr, digits):
     X, y = digits
-    clf = CNNClassifier(pretrained=tiny_simclr, max_epochs=1, min_steps=5, random_state=0)
+    clf = CNNClassifier(pretrained=tiny_simclr, finetune="linear", max_epochs=1, min_steps=5,
+                        random_state=0)
     before = clf.embed(X[:10])
     assert before.shape == (10, 16)
     a = clone(clf).fit(X[:60], y[:60]).predict_proba(X[:10])

@@ -57,7 +57,11 @@ class CNNClassifier(PretrainedStartMixin, ImageClassifierMixin, NeuralNetClassif
         Loss on logits. (skorch's default ``NLLLoss`` expects log-probabilities and
         would train to chance on logits.)
     optimizer : default=torch.optim.AdamW
-    lr : float, default=1e-3
+    lr : float or "auto", default="auto"
+        Learning rate. ``"auto"``: 1e-3 when every layer trains (from scratch or full
+        fine-tuning), 1e-2 for a linear head on frozen pre-trained features (the rates
+        measured best by ``benchmarks/finetune_switch.py``); ``resolved_lr()`` gives the
+        rate in use.
     max_epochs : int, default=30
         Epochs per fit (raised for small sets by ``min_steps``).
     batch_size : int, default=32
@@ -97,10 +101,12 @@ class CNNClassifier(PretrainedStartMixin, ImageClassifierMixin, NeuralNetClassif
         (``SimCLR.save``) build a linear head on a copy of the encoder; a state dict /
         safetensors file of ``module``'s own weights is loaded into it (matching names
         and shapes). Never modified. ``None``: train ``module`` from scratch.
-    finetune : {"linear", "full"}, default="linear"
+    finetune : {"auto", "linear", "full"}, default="auto"
         With ``pretrained``: ``"linear"`` trains only the final layer on the frozen
-        features (the small-budget default, see ``docs/pretraining.md``), ``"full"``
-        fine-tunes every layer.
+        features, ``"full"`` fine-tunes every layer, ``"auto"`` trains a linear head on
+        fewer than ``skal.nets.pretrained.AUTO_FULL_FINETUNE_FROM`` (50) labelled samples
+        and fine-tunes every layer from then on (the measured best at each budget: see
+        ``docs/pretraining.md``). The mode of the last fit is ``finetune_``.
     **kwargs
         Any other skorch parameter (``callbacks``, ``device``, ``module__dropout``, ...).
 
@@ -114,13 +120,15 @@ class CNNClassifier(PretrainedStartMixin, ImageClassifierMixin, NeuralNetClassif
         Logits per sample.
     final_layer_ : torch.nn.Linear
         The final layer, ``z = W h + b``.
+    finetune_ : {"linear", "full"}
+        With ``pretrained``: how the last fit trained.
     """
 
     def __init__(self, module=SmallCNN, *args, criterion=nn.CrossEntropyLoss,
-                 optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=30, batch_size=32,
+                 optimizer=torch.optim.AdamW, lr="auto", max_epochs=30, batch_size=32,
                  train_split=None, classes=None, verbose=0, random_state=None,
                  final_layer=None, predict_batch_size=256, min_steps=200, augment=0.1,
-                 memory_format="auto", pretrained=None, finetune="linear", **kwargs):
+                 memory_format="auto", pretrained=None, finetune="auto", **kwargs):
         kwargs.setdefault("iterator_train__shuffle", True)
         super().__init__(module, *args, criterion=criterion, optimizer=optimizer, lr=lr,
                          max_epochs=max_epochs, batch_size=batch_size,

@@ -58,7 +58,7 @@ class MultiLabelCNNClassifier(PretrainedStartMixin, ImageClassifierMixin, Classi
     Parameters
     ----------
     module, optimizer, lr, max_epochs, batch_size, train_split, random_state,
-    final_layer, predict_batch_size, min_steps, augment, memory_format
+    final_layer, predict_batch_size, min_steps, augment, memory_format, pretrained, finetune
         As in :class:`skal.CNNClassifier`.
     criterion : default=torch.nn.BCEWithLogitsLoss
     threshold : float or array-like of shape (n_outputs,), default=0.5
@@ -83,10 +83,10 @@ class MultiLabelCNNClassifier(PretrainedStartMixin, ImageClassifierMixin, Classi
     _multilabel = True
 
     def __init__(self, module=SmallCNN, *args, criterion=nn.BCEWithLogitsLoss,
-                 optimizer=torch.optim.AdamW, lr=1e-3, max_epochs=30, batch_size=32,
+                 optimizer=torch.optim.AdamW, lr="auto", max_epochs=30, batch_size=32,
                  train_split=None, verbose=0, threshold=0.5, random_state=None,
                  final_layer=None, predict_batch_size=256, min_steps=200, augment=0.1,
-                 memory_format="auto", pretrained=None, finetune="linear", **kwargs):
+                 memory_format="auto", pretrained=None, finetune="auto", **kwargs):
         kwargs.setdefault("iterator_train__shuffle", True)
         super().__init__(module, *args, criterion=criterion, optimizer=optimizer, lr=lr,
                          max_epochs=max_epochs, batch_size=batch_size,

@@ -23,12 +23,16 @@ from ..data.pool import DEFAULT_BATCH_SIZE, iter_pool
 from ..exceptions import DataFileError, NotFittedError, SkalTypeError, SkalValueError
 from ..utils.validation import to_image_tensor
 from .small_cnn import SmallCNN
+from .training import AUTO_LR, is_auto
 
 __all__ = ["small_cnn_encoder", "EncoderClassifierNet", "PretrainedStartMixin",
            "save_encoder", "load_encoder", "resolve_pretrained", "load_matching_state",
-           "FINETUNE_MODES"]
+           "FINETUNE_MODES", "AUTO_FULL_FINETUNE_FROM", "AUTO_LR"]
 
-FINETUNE_MODES = ("linear", "full")
+FINETUNE_MODES = ("linear", "full", "auto")
+# ``finetune="auto"``: full fine-tuning from this many labelled samples in one fit (a
+# linear head below); chosen by ``benchmarks/finetune_switch.py``, see docs/pretraining.md.
+AUTO_FULL_FINETUNE_FROM = 50
 ENCODER_FORMAT = "encoder"
 
 
@@ -202,6 +206,12 @@ class PretrainedStartMixin:
       The ``pretrained`` object itself is never modified.
     * ``finetune="linear"`` trains only the final layer: every other parameter is frozen
       and kept in eval mode (BatchNorm statistics fixed). ``"full"`` trains everything.
+      ``"auto"`` trains a linear head while the labelled set is small and fine-tunes
+      every layer from the first fit on ``AUTO_FULL_FINETUNE_FROM`` or more samples (and
+      in every fit that continues from such a network). The mode of the last fit is
+      ``finetune_``.
+    * ``lr="auto"`` is ``AUTO_LR["linear"]`` for a linear head on frozen features and
+      ``AUTO_LR["network"]`` when every layer trains.
     * Before ``fit``, :meth:`embed` already returns the encoder's features, so a cold
       start can select its first samples from them.
     """
@@ -215,21 +225,79 @@ class PretrainedStartMixin:
         super().__setattr__(name, value)
 
     def _check_finetune(self):
-        if self.finetune not in FINETUNE_MODES:
+        if not isinstance(self.finetune, str) or self.finetune not in FINETUNE_MODES:
             raise SkalValueError(
                 f"finetune={self.finetune!r} is not one of {FINETUNE_MODES}: 'linear' "
                 "trains a linear head on the frozen pre-trained features, 'full' fine-tunes "
-                "every layer.")
+                f"every layer, 'auto' switches from the first to the second at "
+                f"{AUTO_FULL_FINETUNE_FROM} labelled samples.")
         return self.finetune
 
+    def _finetune_mode(self, n_samples, continuing):
+        """The mode of a fit on ``n_samples``: ``"auto"`` resolved by the size of the
+        training set, never back from ``"full"`` while continuing a fitted network."""
+        mode = self._check_finetune()
+        if mode != "auto":
+            return mode
+        if continuing and getattr(self, "finetune_", None) == "full":
+            return "full"
+        return "full" if n_samples >= AUTO_FULL_FINETUNE_FROM else "linear"
+
+    def _frozen_encoder(self):
+        """True when only the head trains (a pre-trained start in linear mode)."""
+        if self.pretrained is None:
+            return False
+        mode = getattr(self, "finetune_", None) or self.finetune
+        return mode == "linear"
+
+    def resolved_lr(self):
+        """The learning rate training uses: ``lr``, or for ``lr="auto"``
+        ``AUTO_LR["linear"]`` (1e-2) when only a linear head trains on frozen pre-trained
+        features and ``AUTO_LR["network"]`` (1e-3) when every layer trains."""
+        if not is_auto(self.lr):
+            return self.lr
+        return AUTO_LR["linear" if self._frozen_encoder() else "network"]
+
     def _validate_training_data(self, X, y, reset, classes=None):
+        continuing = not reset
         if self.pretrained is not None:
             self._check_finetune()
         X, y_encoded = super()._validate_training_data(X, y, reset, classes)
         if reset:
             shape = tuple(int(s) for s in X.shape[1:])
             self.image_shape_ = {2: (1, 1) + shape, 3: (1,) + shape}.get(X.ndim, shape)
+        if self.pretrained is not None:
+            was_frozen = self._frozen_encoder()
+            self.finetune_ = self._finetune_mode(len(y_encoded), continuing)
+            if continuing and was_frozen and not self._frozen_encoder():
+                self._unfreeze()
+        else:
+            vars(self).pop("finetune_", None)
         return X, y_encoded
+
+    def get_params_for_optimizer(self, prefix, named_parameters):
+        """skorch's optimizer arguments, with ``lr="auto"`` resolved (:meth:`resolved_lr`)."""
+        args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
+        if is_auto(kwargs.get("lr")):
+            kwargs["lr"] = self.resolved_lr()
+        return args, kwargs
+
+    def set_params(self, **params):
+        super().set_params(**params)
+        if is_auto(params.get("lr")) and getattr(self, "optimizer_", None) is not None:
+            # skorch copies a new lr into the live optimizer as given
+            for group in self.optimizer_.param_groups:
+                group["lr"] = self.resolved_lr()
+        return self
+
+    def _unfreeze(self):
+        """Continue a linear-head network with every layer training (``"auto"`` past
+        its switch): all parameters learn, at the full-network rate if ``lr="auto"``."""
+        for param in self.module_.parameters():
+            param.requires_grad_(True)
+        if is_auto(self.lr):
+            for group in self.optimizer_.param_groups:
+                group["lr"] = self.resolved_lr()
 
     def _pretrained_encoder(self, in_channels, image_shape):
         """``(encoder_copy, n_features)``, or None for a state-dict start."""
@@ -281,21 +349,21 @@ class PretrainedStartMixin:
 
     def _prepare_head(self, X):
         super()._prepare_head(X)
-        if self.pretrained is not None and self.finetune == "linear":
+        if self._frozen_encoder():
             head = self.final_layer_name_
             for name, param in self.module_.named_parameters():
                 param.requires_grad_(name.startswith(head + "."))
 
     def _set_training(self, training=True):
         super()._set_training(training)
-        if training and self.pretrained is not None and self.finetune == "linear":
+        if training and self._frozen_encoder():
             self.module_.eval()
             self.final_layer_.train()
 
     def _linear_fast_path(self):
         """A linear probe on a pre-trained encoder, without a validation split: the
         frozen features are computed once per fit and the head trains on them."""
-        return (self.pretrained is not None and self.finetune == "linear"
+        return (self._frozen_encoder()
                 and isinstance(getattr(self, "module_", None), EncoderClassifierNet)
                 and self.train_split is None)
 

@@ -79,6 +79,17 @@ def rollback_on_error(net):
         raise
 
 
+# ``lr="auto"`` (skal's classifiers): the learning rate of a linear head on frozen
+# pre-trained features, and of training every layer (from scratch or fine-tuning);
+# measured by benchmarks/finetune_switch.py (docs/pretraining.md).
+AUTO_LR = {"linear": 1e-2, "network": 1e-3}
+
+
+def is_auto(value):
+    """``value == "auto"`` for any parameter value (arrays included)."""
+    return isinstance(value, str) and value == "auto"
+
+
 def check_training_params(net):
     """Reject hyper-parameters that would crash deep in torch or train in silence
     on nonsense (``batch_size=0``, ``lr=nan``, ``max_epochs=-1``, ...)."""
@@ -97,11 +108,14 @@ def check_training_params(net):
     integer("min_steps", 0, allow=(None,))
     integer("predict_batch_size", 1, allow=(None,))
     lr = getattr(net, "lr", None)
-    if (isinstance(lr, bool) or not isinstance(lr, numbers.Real)
+    takes_auto = hasattr(net, "resolved_lr")
+    if not (takes_auto and is_auto(lr)) and (
+            isinstance(lr, bool) or not isinstance(lr, numbers.Real)
             or not math.isfinite(lr) or lr <= 0):
+        allowed = " or 'auto'" if takes_auto else ""
         raise SkalValueError(
-            f"lr must be a positive finite number; got {lr!r}. Typical values are "
-            "1e-4 to 1e-2.")
+            f"lr must be a positive finite number{allowed}; got {lr!r}. Typical values "
+            "are 1e-4 to 1e-2.")
     augment = getattr(net, "augment", None)
     if augment is not None and (isinstance(augment, bool)
                                 or not isinstance(augment, numbers.Real)
