@@ -4,9 +4,13 @@ labelled data, the new samples, or new + misclassified ("HQ").
 
 Paired seeds, 10 balanced initial labels, ``--batch`` per round to 100, random or any
 registered query strategy, test AUROC per round and training seconds. Prints a table
-and writes JSON to benchmarks/results/finetune_policies.json.
+and writes JSON to benchmarks/results/finetune_policies.json. ``--pretrain`` starts every
+policy from the pool's cached SimCLR encoder (skal's default recipe: ``finetune="auto"``,
+first labels picked by TypiClust without labels).
 
     python benchmarks/finetune_policies.py --strategy random --seeds 3
+    python benchmarks/finetune_policies.py --pretrain --strategy margin --seeds 5 \
+        --batch 19 --rounds 10 --name finetune_policies_pretrained
 """
 
 import argparse
@@ -38,16 +42,27 @@ POLICIES = {
 DEFAULT = "restart / all (default)"
 
 
-def campaign(policy, seed, data, strategy, n_initial, batch, rounds):
+def first_labels(data, n_initial, seed, encoder):
+    """The initial labelled set: class-balanced from scratch; TypiClust on the encoder's
+    embeddings (no label seen) with a pre-trained start."""
+    if encoder is None:
+        return initial_indices(data.y_pool, n_initial, seed)
+    typiclust = get_strategy("typiclust")
+    picked = typiclust(CNNClassifier(pretrained=encoder), data.X_pool, n_initial,
+                       random_state=seed)
+    return np.asarray(picked[0] if isinstance(picked, tuple) else picked)
+
+
+def campaign(policy, seed, data, strategy, n_initial, batch, rounds, encoder=None):
     torch.set_num_threads(1)
-    learner = ActiveLearner(CNNClassifier(random_state=seed), get_strategy(strategy),
-                            **POLICIES[policy])
+    net = CNNClassifier(random_state=seed, pretrained=encoder)
+    learner = ActiveLearner(net, get_strategy(strategy), **POLICIES[policy])
     auroc = []
 
     def evaluate(_r, learner, _labelled):
         auroc.append(evaluate_classifier(learner, data.X_test, data.y_test)["auroc"])
 
-    start = initial_indices(data.y_pool, n_initial, seed)
+    start = first_labels(data, n_initial, seed, encoder)
     out = run_rounds(learner, data.X_pool, data.y_pool, start, batch_size=batch,
                      n_rounds=rounds, seed=seed, on_round=evaluate)
     return policy, seed, auroc, float(out["fit_time"].sum())
@@ -64,6 +79,8 @@ def main(argv=None):
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--policies", default=",".join(list(POLICIES)[:4]),
                         help=f"comma-separated, from: {'; '.join(POLICIES)}")
+    parser.add_argument("--pretrain", action="store_true",
+                        help="start from the pool's cached SimCLR encoder (default recipe)")
     parser.add_argument("--name", default="finetune_policies")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args(argv)
@@ -75,10 +92,16 @@ def main(argv=None):
 
     path = require(args.data or data_dir() / "medmnist" / "pneumoniamnist.npz")
     data = load_campaign_data(path)
+    encoder = None
+    if args.pretrain:
+        from label_efficiency import pretrainer
+        from skal.pretrain.cache import cached_encoder
+
+        encoder = str(cached_encoder(pretrainer(30), data.X_pool))
     t0 = time.perf_counter()
     runs = Parallel(n_jobs=args.n_jobs)(
         delayed(campaign)(policy, seed, data, args.strategy, args.initial, args.batch,
-                          args.rounds)
+                          args.rounds, encoder)
         for policy in policies for seed in range(args.seeds))
     seconds = time.perf_counter() - t0
     n_labels = args.initial + args.batch * np.arange(args.rounds + 1)
@@ -91,7 +114,8 @@ def main(argv=None):
                          "final_auroc_per_seed": curves[:, -1].tolist(),
                          "training_seconds_per_seed": fit.tolist()}
     base = np.array(table[DEFAULT]["aulc_per_seed"])
-    print(f"\n{data.description}, strategy {args.strategy}, {args.seeds} paired seeds, "
+    print(f"\n{data.description}, strategy {args.strategy}, "
+          f"{'pre-trained start (SimCLR, finetune=auto), ' if encoder else ''}{args.seeds} paired seeds, "
           f"{args.initial} + {args.rounds} x {args.batch} labels, test AUROC")
     print(f"{'policy':<28} {'AULC':>7} {'dAULC vs default (SE)':>22} {'final AUROC':>16} "
           f"{'train s':>8}")
@@ -105,7 +129,8 @@ def main(argv=None):
               f"{np.mean(row['training_seconds_per_seed']):>8.1f}")
     out = Path(args.out)
     atomic_write_json(out / f"{args.name}.json", {
-        "data": str(path), "strategy": args.strategy, "n_labels": n_labels.tolist(),
+        "data": str(path), "strategy": args.strategy, "encoder": encoder,
+        "n_labels": n_labels.tolist(),
         "policies": {k: v for k, v in table.items()}, "seconds": seconds,
         "environment": environment()})
     print(f"campaign time {seconds:.0f} s; wrote {out / (args.name + '.json')}")

@@ -129,7 +129,7 @@ def main(argv=None):
     result = simulate(net, strategies, X_pool, y_pool, X_test, y_test,
                       n_initial=args.initial, batch_size=args.batch, n_rounds=args.rounds,
                       seeds=seeds, metric=args.metric, n_jobs=args.n_jobs,
-                      initial=args.initial_selection)
+                      initial=args.initial_selection, pretrain=None)  # the encoder is set above
     campaign_seconds = time.perf_counter() - t0
     metric = args.metric
 

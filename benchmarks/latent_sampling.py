@@ -106,7 +106,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     result = simulate(CNNClassifier(), strategies, data.X_train, data.y_train, data.X_test,
                       data.y_test, n_initial=args.initial, batch_size=args.batch,
-                      n_rounds=args.rounds, seeds=args.seeds, metric="auroc", n_jobs=1)
+                      n_rounds=args.rounds, seeds=args.seeds, metric="auroc", n_jobs=1,
+                      pretrain=None)   # the from-scratch recipe this comparison was run on
     campaign_seconds = time.perf_counter() - t0
 
     summary = result.summary()

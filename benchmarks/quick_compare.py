@@ -30,6 +30,10 @@ def arguments(description, argv=None, strategies="random,aift,bald,ensemble_vote
     parser.add_argument("--batch", type=int, default=15)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--pretrain", choices=["none", "auto"], default="none",
+                        help="'auto': skal's default recipe (the pool's cached SimCLR encoder, "
+                             "finetune='auto', TypiClust start); 'none': from scratch, "
+                             "balanced start")
     parser.add_argument("--name", default=name)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     return parser.parse_args(argv)
@@ -44,15 +48,16 @@ def compare(strategies, args):
     result = simulate(CNNClassifier(), strategies, data.X_pool, data.y_pool, data.X_test,
                       data.y_test, n_initial=args.initial, batch_size=args.batch,
                       n_rounds=args.rounds, seeds=args.seeds, metric="auroc",
-                      n_jobs=args.n_jobs)
+                      n_jobs=args.n_jobs, pretrain=None if args.pretrain == "none" else "auto")
     seconds = time.perf_counter() - t0
     print(f"\n{data.description}, test AUROC, {len(result.seeds)} paired seeds, "
-          f"{args.initial} + {args.rounds} x {args.batch} labels")
+          f"{args.initial} + {args.rounds} x {args.batch} labels, pre-trained start "
+          f"{result.config['pretrained']}")
     print(format_summary(result.summary()))
     print(f"campaign time {seconds:.0f} s")
     payload = result.to_dict()
     payload.update({"environment": environment(), "campaign_seconds": seconds,
-                    "data": str(path)})
+                    "data": str(path), "pretrain": args.pretrain})
     out = Path(args.out) / f"{args.name}.json"
     atomic_write_json(out, payload)
     print(f"wrote {out}")
