@@ -14,6 +14,7 @@ from torch import nn
 
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from conftest import TINY
 from skal import (ActiveLearner, CNNClassifier, Committee, MultiLabelCNNClassifier,
                   SkalValueError)
 from skal.bagging import Bootstrapped
@@ -23,8 +24,7 @@ from skal.query import (DeepEnsemble, bald_committee_sampling, bald_sampling, co
 from skal.query.bayesian import bald, max_entropy, variation_ratio
 from skal.query.registry import get_strategy, strategy_name
 
-TINY = dict(module__widths=(8,), module__hidden=16, max_epochs=3, min_steps=None,
-            augment=None)
+NET = dict(TINY, max_epochs=3)
 
 
 @pytest.fixture(scope="module")
@@ -149,14 +149,14 @@ def test_bald_converges_to_the_exact_expectation_over_masks():
 
 def test_zero_dropout_is_rejected(images):
     X, y, _ = images
-    model = CNNClassifier(random_state=0, module__dropout=0.0, **TINY).fit(X[:24], y[:24])
+    model = CNNClassifier(random_state=0, module__dropout=0.0, **NET).fit(X[:24], y[:24])
     with pytest.raises(SkalValueError, match="p=0"):
         mc_dropout_proba(model, X[24:], n_samples=3, random_state=0)
 
 
 def test_same_seed_same_masks_and_no_global_side_effects(images):
     X, y, _ = images
-    model = CNNClassifier(random_state=0, module__dropout=0.5, **TINY).fit(X[:24], y[:24])
+    model = CNNClassifier(random_state=0, module__dropout=0.5, **NET).fit(X[:24], y[:24])
     before = model.predict_proba(X[24:])
     state = torch.get_rng_state()
     a = mc_dropout_proba(model, X[24:], n_samples=5, random_state=1, batch_size=7)
@@ -172,7 +172,7 @@ def test_same_seed_same_masks_and_no_global_side_effects(images):
 @pytest.mark.parametrize("strategy", [bald_sampling, max_entropy_mc, variation_ratios])
 def test_strategies_through_the_learner(images, strategy):
     X, y, _ = images
-    learner = ActiveLearner(CNNClassifier(random_state=0, module__dropout=0.5, **TINY),
+    learner = ActiveLearner(CNNClassifier(random_state=0, module__dropout=0.5, **NET),
                             strategy, X_training=X[:24], y_training=y[:24])
     i1, _ = learner.query(X[24:], n_instances=5, random_state=0, n_samples=6)
     i2, _ = learner.query(X[24:], n_instances=5, random_state=0, n_samples=6)
@@ -182,7 +182,7 @@ def test_strategies_through_the_learner(images, strategy):
 
 def test_multilabel_bald_is_summed_per_label(images):
     X, _, Y = images
-    model = MultiLabelCNNClassifier(random_state=0, module__dropout=0.5, **TINY).fit(
+    model = MultiLabelCNNClassifier(random_state=0, module__dropout=0.5, **NET).fit(
         X[:24], Y[:24])
     samples = mc_dropout_proba(model, X[24:], n_samples=6, random_state=0)
     assert samples.shape == (24, 6, 3)
@@ -223,7 +223,7 @@ def test_registered():
 @pytest.fixture(scope="module")
 def ensemble(images):
     X, y, _ = images
-    return Committee.from_estimator(CNNClassifier(**TINY), n_members=3, random_state=0,
+    return Committee.from_estimator(CNNClassifier(**NET), n_members=3, random_state=0,
                                     X_training=X[:24], y_training=y[:24])
 
 
@@ -235,7 +235,7 @@ def test_from_estimator_builds_seeded_members(images, ensemble):
     proba = ensemble.vote_proba(X[24:])                    # (n, members, C)
     assert not np.allclose(proba[:, 0], proba[:, 1])       # different initialisations
     first = ensemble.learner_list[0].predict_proba(X[24:])
-    np.testing.assert_array_equal(first, CNNClassifier(random_state=0, **TINY).fit(
+    np.testing.assert_array_equal(first, CNNClassifier(random_state=0, **NET).fit(
         X[:24], images[1][:24]).predict_proba(X[24:]))
 
 
@@ -259,7 +259,7 @@ def test_committee_bald_matches_a_loop_over_members(images, ensemble):
 def test_bootstrap_bagging_resamples_each_member(images):
     X, y, _ = images
     build = lambda: Committee.from_estimator(  # noqa: E731
-        CNNClassifier(**TINY), n_members=2, bootstrap=True, random_state=0,
+        CNNClassifier(**NET), n_members=2, bootstrap=True, random_state=0,
         X_training=X[:24], y_training=y[:24])
     a, b = build(), build()
     drawn = [m.estimator_.sample_indices_ for m in a.learner_list]
@@ -279,9 +279,9 @@ def test_bootstrap_bagging_resamples_each_member(images):
 def test_parallel_training_gives_the_sequential_members(images, backend):
     X, y, _ = images
     kw = dict(n_members=2, random_state=5, X_training=X[:24], y_training=y[:24])
-    serial = Committee.from_estimator(CNNClassifier(**TINY), **kw)
+    serial = Committee.from_estimator(CNNClassifier(**NET), **kw)
     with joblib.parallel_backend(backend):
-        parallel = Committee.from_estimator(CNNClassifier(**TINY), n_jobs=2, **kw)
+        parallel = Committee.from_estimator(CNNClassifier(**NET), n_jobs=2, **kw)
         parallel.teach(X[24:28], y[24:28])
     serial.teach(X[24:28], y[24:28])
     np.testing.assert_array_equal(serial.vote_proba(X[24:]), parallel.vote_proba(X[24:]))
@@ -296,7 +296,7 @@ class Unseeded(ClassifierMixin, BaseEstimator):
 
 def test_from_estimator_errors():
     with pytest.raises(SkalValueError, match="n_members"):
-        Committee.from_estimator(CNNClassifier(**TINY), n_members=1)
+        Committee.from_estimator(CNNClassifier(**NET), n_members=1)
     with pytest.raises(SkalValueError, match="random_state"):
         Committee.from_estimator(Unseeded(), n_members=3)
 
@@ -307,7 +307,7 @@ def test_from_estimator_errors():
 def test_deep_ensemble_strategy_scores_its_members_votes(images):
     X, y, _ = images
     strategy = DeepEnsemble(n_members=3, random_state=4)
-    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY), strategy,
+    learner = ActiveLearner(CNNClassifier(random_state=0, **NET), strategy,
                             X_training=X[:24], y_training=y[:24])
     idx, _ = learner.query(X[24:], n_instances=5)
     members = strategy.members_

@@ -10,9 +10,8 @@ from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
-from torch.utils.data import Dataset
 
-from conftest import TINY
+from conftest import TINY, ArrayDataset
 from skal import ActiveLearner, CNNClassifier
 from skal.exceptions import NotFittedError, SkalTypeError, SkalValueError
 from skal.query import (ModelQualityAbove, ProbCover, StrategySchedule, TypiClust,
@@ -112,16 +111,10 @@ def test_typiclust_picks_the_most_typical_sample_of_each_cluster():
 def test_typiclust_is_deterministic_and_accepts_datasets():
     X, _ = _blobs(seed=1)
 
-    class Pool(Dataset):
-        def __len__(self):
-            return len(X)
-
-        def __getitem__(self, i):
-            return X[i]
-
     a = TypiClust(embedder=Flatten(), random_state=3)(_no_labels(), X, 7)[0]
     b = TypiClust(embedder=Flatten(), random_state=3)(_no_labels(), X, 7)[0]
-    c = TypiClust(embedder=Flatten(), random_state=3, batch_size=16)(_no_labels(), Pool(), 7)[0]
+    c = TypiClust(embedder=Flatten(), random_state=3, batch_size=16)(_no_labels(),
+                                                                     ArrayDataset(X), 7)[0]
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a, c)
 

@@ -5,15 +5,12 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
+from conftest import TINY
 from skal import (ActiveLearner, CNNClassifier, Committee, MultiLabelCNNClassifier,
                   NotFittedError, SkalTypeError, SkalValueError)
 from skal.data import load_digits_images
 from skal.query import (KL_max_disagreement, consensus_entropy, consensus_entropy_sampling,
                         max_disagreement_sampling, vote_entropy, vote_entropy_sampling)
-
-# min_steps=None / augment=None: exactly max_epochs epochs, no augmentation.
-FAST = dict(min_steps=None, augment=None)
-TINY = dict(FAST, module__widths=(8,), module__hidden=16, max_epochs=2, batch_size=16)
 
 
 @pytest.fixture(scope="module")

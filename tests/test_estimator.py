@@ -8,16 +8,13 @@ import pytest
 from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import GridSearchCV
 
+from conftest import TINY
 from skal import (ActiveLearningClassifier, CNNClassifier, MultiLabelCNNClassifier,
                   NotFittedError, SkalTypeError, SkalValueError)
 from skal.data import load_digits_images
 from skal.estimator import stratified_indices
 from skal.query import entropy_sampling, margin_sampling, random_sampling
 from skal.query.base import multi_argmax, predict_proba_pool
-
-TINY = dict(module__widths=(8,), module__hidden=16, max_epochs=2, min_steps=None,
-            augment=None, batch_size=16)
-
 
 def tiny_net(**kw):
     return CNNClassifier(**{**TINY, **kw})

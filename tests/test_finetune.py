@@ -6,10 +6,10 @@ import pytest
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from conftest import TINY
 from skal import ActiveLearner, CNNClassifier, SkalValueError
 
-TINY = dict(module__widths=(8,), module__hidden=16, max_epochs=2, min_steps=None,
-            augment=None, random_state=0)
+SEEDED = dict(TINY, random_state=0)
 
 CALLS = []      # (method, sample ids) of every training call of Recorder
 
@@ -89,27 +89,27 @@ def weights(model):
 
 def test_continue_equals_partial_fit_of_the_current_model(images):
     X, y = images
-    learner = ActiveLearner(CNNClassifier(**TINY), finetune_from="current",
+    learner = ActiveLearner(CNNClassifier(**SEEDED), finetune_from="current",
                             finetune_on="new", finetune_epochs=1).fit(X[:20], y[:20])
     before = learner.estimator_
-    expected = CNNClassifier(**TINY).fit(X[:20], y[:20])
+    expected = CNNClassifier(**SEEDED).fit(X[:20], y[:20])
     expected.partial_fit(X[20:26], y[20:26], epochs=1)
     learner.teach(X[20:26], y[20:26])
     assert torch.equal(weights(learner.estimator_), weights(expected))
     assert len(learner.estimator_.history) == len(before.history) + 1   # one more epoch
     assert not torch.equal(weights(before), weights(learner.estimator_))  # old one intact
-    assert torch.equal(weights(before), weights(CNNClassifier(**TINY).fit(X[:20], y[:20])))
+    assert torch.equal(weights(before), weights(CNNClassifier(**SEEDED).fit(X[:20], y[:20])))
 
 
 def test_restart_equals_a_fresh_fit_on_all_labels(images):
     X, y = images
-    learner = ActiveLearner(CNNClassifier(**TINY), finetune_from="start",
+    learner = ActiveLearner(CNNClassifier(**SEEDED), finetune_from="start",
                             finetune_epochs=3).fit(X[:20], y[:20])
     learner.teach(X[20:26], y[20:26])
-    fresh = CNNClassifier(**TINY).fit(X[:26], y[:26], epochs=3)
+    fresh = CNNClassifier(**SEEDED).fit(X[:26], y[:26], epochs=3)
     assert torch.equal(weights(learner.estimator_), weights(fresh))
     # restarting and continuing give different models
-    cont = ActiveLearner(CNNClassifier(**TINY), finetune_from="current",
+    cont = ActiveLearner(CNNClassifier(**SEEDED), finetune_from="current",
                          finetune_epochs=3).fit(X[:20], y[:20])
     cont.teach(X[20:26], y[20:26])
     assert not torch.allclose(weights(cont.estimator_), weights(fresh))
@@ -120,7 +120,7 @@ def test_restart_equals_a_fresh_fit_on_all_labels(images):
     (dict(finetune_epochs=0), "finetune_epochs"), (dict(finetune_epochs=2.5), "finetune_epochs")])
 def test_bad_policy_is_rejected_and_changes_nothing(images, policy, match):
     X, y = images
-    learner = ActiveLearner(CNNClassifier(**TINY), **policy).fit(X[:20], y[:20])
+    learner = ActiveLearner(CNNClassifier(**SEEDED), **policy).fit(X[:20], y[:20])
     model = learner.estimator_
     with pytest.raises(SkalValueError, match=match):
         learner.teach(X[20:26], y[20:26])
@@ -136,7 +136,7 @@ def test_epochs_need_a_network(labelled):
 
 def test_continuing_rejects_unseen_classes(images):
     X, y = images
-    learner = ActiveLearner(CNNClassifier(**TINY), finetune_from="current").fit(X[:20], y[:20])
+    learner = ActiveLearner(CNNClassifier(**SEEDED), finetune_from="current").fit(X[:20], y[:20])
     with pytest.raises(SkalValueError, match="never seen"):
         learner.teach(X[20:22], np.array([2, 2]))
     assert len(learner.y_training_) == 20

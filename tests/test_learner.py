@@ -8,16 +8,13 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 
+from conftest import TINY
 from skal import (ActiveLearner, CNNClassifier, MultiLabelCNNClassifier, NotFittedError,
                   SkalValueError)
 from skal.data import load_digits_images
 from skal.query import (classifier_expected_gradnorm, entropy_sampling, expected_gradnorm,
                         margin_sampling, random_sampling, uncertainty_sampling)
 from skal.utils.buffer import GrowableArray
-
-# min_steps=None / augment=None: exactly max_epochs epochs, no augmentation.
-FAST = dict(min_steps=None, augment=None)
-TINY = dict(FAST, module__widths=(8,), module__hidden=16, max_epochs=2, batch_size=16)
 
 
 def tiny_net(**kw):

@@ -16,7 +16,7 @@ from skal.nets.pretrained import small_cnn_encoder
 from skal.pretrain import ImageAugmenter, SimCLR, nt_xent_loss
 from skal.simulate import simulate
 
-TINY = dict(encoder_widths=(8, 16), max_epochs=2, batch_size=64, progress=False)
+TINY_SIMCLR = dict(encoder_widths=(8, 16), max_epochs=2, batch_size=64, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def digits():
 @pytest.fixture(scope="module")
 def tiny_simclr(digits):
     X, _ = digits
-    return SimCLR(random_state=0, **TINY).fit(X[:256])
+    return SimCLR(random_state=0, **TINY_SIMCLR).fit(X[:256])
 
 
 def _reference_nt_xent(z1, z2, tau):
@@ -92,9 +92,9 @@ def test_transform_is_l2_normalised_float32(tiny_simclr, digits):
 
 def test_determinism_under_random_state(digits):
     X, _ = digits
-    a = SimCLR(random_state=3, **TINY).fit(X[:128])
-    b = SimCLR(random_state=3, **TINY).fit(X[:128])
-    c = SimCLR(random_state=4, **TINY).fit(X[:128])
+    a = SimCLR(random_state=3, **TINY_SIMCLR).fit(X[:128])
+    b = SimCLR(random_state=3, **TINY_SIMCLR).fit(X[:128])
+    c = SimCLR(random_state=4, **TINY_SIMCLR).fit(X[:128])
     assert a.loss_curve_ == b.loss_curve_
     np.testing.assert_array_equal(a.transform(X[:10]), b.transform(X[:10]))
     assert not np.allclose(a.transform(X[:10]), c.transform(X[:10]))
@@ -103,10 +103,10 @@ def test_determinism_under_random_state(digits):
 def test_rgb_float_and_dataset_input():
     g = np.random.default_rng(0)
     X = g.random((40, 3, 16, 16), dtype=np.float32)
-    model = SimCLR(random_state=0, **{**TINY, "batch_size": 16}).fit(X)
+    model = SimCLR(random_state=0, **{**TINY_SIMCLR, "batch_size": 16}).fit(X)
     assert model.in_channels_ == 3 and model.scaling_ == "none"
     ds = torch.utils.data.TensorDataset(torch.from_numpy(X))
-    from_ds = SimCLR(random_state=0, **{**TINY, "batch_size": 16}).fit(ds)
+    from_ds = SimCLR(random_state=0, **{**TINY_SIMCLR, "batch_size": 16}).fit(ds)
     np.testing.assert_allclose(from_ds.transform(X[:4]), model.transform(X[:4]), atol=1e-6)
     with pytest.raises(SkalValueError):
         model.transform(X[:4, :1])
@@ -119,9 +119,9 @@ def test_bad_input_and_params(digits):
     with pytest.raises(SkalValueError):
         SimCLR(temperature=0).fit(X[:10])
     with pytest.raises(SkalValueError):
-        SimCLR(**TINY).fit(X[:1])
+        SimCLR(**TINY_SIMCLR).fit(X[:1])
     with pytest.raises(SkalValueError):
-        SimCLR(**TINY).fit(np.full((4, 8, 8), np.nan, np.float32))
+        SimCLR(**TINY_SIMCLR).fit(np.full((4, 8, 8), np.nan, np.float32))
 
 
 def test_safetensors_round_trip(tiny_simclr, digits, tmp_path):
@@ -144,7 +144,7 @@ def test_clone_keeps_a_fitted_simclr(tiny_simclr, digits):
     copy = clone(tiny_simclr)
     np.testing.assert_array_equal(copy.transform(X[:5]), tiny_simclr.transform(X[:5]))
     assert copy.encoder_ is not tiny_simclr.encoder_
-    assert not hasattr(clone(SimCLR(**TINY)), "encoder_")
+    assert not hasattr(clone(SimCLR(**TINY_SIMCLR)), "encoder_")
 
 
 def _weights(module):
@@ -266,7 +266,7 @@ def test_simulate_with_pretrain_and_initial(initial, digits, tmp_path):
     est = CNNClassifier(max_epochs=1, min_steps=5)
     result = simulate(est, ["random", "margin"], X_pool, y_pool, X_test, y_test,
                       n_initial=10, batch_size=5, n_rounds=1, seeds=1, progress=False,
-                      pretrain=SimCLR(**TINY), pretrain_cache=tmp_path, initial=initial)
+                      pretrain=SimCLR(**TINY_SIMCLR), pretrain_cache=tmp_path, initial=initial)
     assert np.isfinite(result.scores["accuracy"]).all()
     files = list(tmp_path.glob("*.safetensors"))
     assert len(files) == 1 and result.config["pretrained"] == str(files[0])
@@ -283,16 +283,16 @@ def test_encoder_cache_is_reused(digits, tmp_path):
             X[200:260], y[200:260])
     kwargs = dict(n_initial=10, batch_size=5, n_rounds=1, seeds=1, progress=False,
                   pretrain_cache=tmp_path)
-    first = simulate(*args, pretrain=SimCLR(random_state=0, **TINY), **kwargs)
+    first = simulate(*args, pretrain=SimCLR(random_state=0, **TINY_SIMCLR), **kwargs)
     # initial="auto" with pre-training: a label-free TypiClust cold start
     assert first.config["initial"] == "typiclust"
     (path,) = tmp_path.glob("*.safetensors")
     stamp = path.stat().st_mtime_ns
-    simulate(*args, pretrain=SimCLR(random_state=0, **TINY), **kwargs)
+    simulate(*args, pretrain=SimCLR(random_state=0, **TINY_SIMCLR), **kwargs)
     assert list(tmp_path.glob("*.safetensors")) == [path]
     assert path.stat().st_mtime_ns == stamp          # read, not re-trained
     # other parameters, or another pool, pre-train again
-    simulate(*args, pretrain=SimCLR(random_state=1, **TINY), **kwargs)
+    simulate(*args, pretrain=SimCLR(random_state=1, **TINY_SIMCLR), **kwargs)
     assert len(list(tmp_path.glob("*.safetensors"))) == 2
 
 
@@ -303,7 +303,7 @@ def test_simulate_pretrain_needs_pretrained_param(digits):
     with pytest.raises(SkalValueError):
         simulate(LR(), ["random"], X[:60].reshape(60, -1), y[:60], X[60:90].reshape(30, -1),
                  y[60:90], n_initial=10, batch_size=5, n_rounds=1, seeds=1, progress=False,
-                 pretrain=SimCLR(**TINY), pretrain_cache=False)
+                 pretrain=SimCLR(**TINY_SIMCLR), pretrain_cache=False)
     with pytest.raises(SkalValueError):
         simulate(CNNClassifier(), ["random"], X[:60], y[:60], X[60:90], y[60:90],
                  n_initial=10, batch_size=5, n_rounds=1, seeds=1, progress=False,

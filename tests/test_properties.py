@@ -17,14 +17,14 @@ import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from conftest import ArrayDataset
+from conftest import TINY, ArrayDataset
 from skal import (ActiveLearner, CNNClassifier, MultiLabelCNNClassifier, NotFittedError,
                   SkalError)
 from skal.query import coreset_sampling, margin_sampling, random_sampling
 from skal.simulate import simulate
 
-FAST = dict(min_steps=None, augment=None, max_epochs=1, batch_size=8,
-            module__widths=(4,), module__hidden=8, random_state=0)
+NET = dict(TINY, max_epochs=1, batch_size=8, module__widths=(4,), module__hidden=8,
+           random_state=0)
 
 PROFILE = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                    suppress_health_check=list(HealthCheck))
@@ -95,7 +95,7 @@ def test_fit_gives_a_working_model_or_a_skal_error(X, label_kind, n_classes, dat
     codes = np.asarray(data.draw(st.lists(st.integers(0, n_classes - 1), min_size=len(X),
                                           max_size=len(X))))
     y = _labels(label_kind, codes)
-    clf = CNNClassifier(**FAST)
+    clf = CNNClassifier(**NET)
     try:
         clf.fit(X, y)
     except Exception as exc:                      # noqa: BLE001 - checked below
@@ -118,7 +118,7 @@ def fitted_learner():
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (16, 1, 6, 6)).astype(np.uint8)
     y = np.arange(16) % 2
-    learner = ActiveLearner(CNNClassifier(**FAST), margin_sampling, X_training=X,
+    learner = ActiveLearner(CNNClassifier(**NET), margin_sampling, X_training=X,
                             y_training=y)
     learner.predict(X[:1])
     return learner
@@ -221,7 +221,7 @@ def test_simulate_budgets_give_curves_or_a_skal_error(n_initial, batch, rounds, 
     X = rng.integers(0, 256, (40, 1, 6, 6)).astype(np.uint8)
     codes = np.arange(40) % 2
     y = np.stack([codes, 1 - codes], 1) if multilabel else codes
-    net = (MultiLabelCNNClassifier if multilabel else CNNClassifier)(**FAST)
+    net = (MultiLabelCNNClassifier if multilabel else CNNClassifier)(**NET)
     try:
         result = simulate(net, ["random", "margin"], X[:30], y[:30], X[30:], y[30:],
                           n_initial=n_initial, batch_size=batch, n_rounds=rounds, seeds=1,

@@ -6,11 +6,11 @@ import pytest
 from skorch.callbacks import EarlyStopping
 from skorch.dataset import ValidSplit
 
+from conftest import TINY
 from skal import CNNClassifier, MultiLabelCNNClassifier, NotFittedError, SkalValueError
 from skal.data import load_digits_images
 
-TINY = dict(module__widths=(8,), module__hidden=16, max_epochs=2, min_steps=None,
-            augment=None, batch_size=16, random_state=0)
+SEEDED = dict(TINY, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +27,10 @@ def digits():
 def test_save_then_initialize_and_load_gives_the_same_model(digits, tmp_path, cls, target):
     X, y = digits
     y = np.array(["a", "b", "c"])[y] if target == "classes" else np.c_[y == 0, y == 1] * 1
-    net = cls(**TINY).fit(X[:60], y[:60])
+    net = cls(**SEEDED).fit(X[:60], y[:60])
     path = tmp_path / "model.safetensors"
     net.save_params(f_params=path, use_safetensors=True)
-    loaded = cls(**TINY)
+    loaded = cls(**SEEDED)
     loaded.initialize()                               # skorch's recipe
     loaded.load_params(f_params=path, use_safetensors=True)
     pool = X[60:]
@@ -45,26 +45,26 @@ def test_save_then_initialize_and_load_gives_the_same_model(digits, tmp_path, cl
 def test_loading_into_another_kind_of_net_is_an_error(digits, tmp_path):
     X, y = digits
     path = tmp_path / "model.safetensors"
-    CNNClassifier(**TINY).fit(X[:40], y[:40]).save_params(f_params=path, use_safetensors=True)
+    CNNClassifier(**SEEDED).fit(X[:40], y[:40]).save_params(f_params=path, use_safetensors=True)
     with pytest.raises(SkalValueError, match="CNNClassifier"):
-        MultiLabelCNNClassifier(**TINY).load_params(f_params=path, use_safetensors=True)
+        MultiLabelCNNClassifier(**SEEDED).load_params(f_params=path, use_safetensors=True)
 
 
 def test_saving_an_unfitted_net_is_an_error(tmp_path):
     with pytest.raises(NotFittedError):
-        CNNClassifier(**TINY).save_params(f_params=tmp_path / "m.safetensors",
+        CNNClassifier(**SEEDED).save_params(f_params=tmp_path / "m.safetensors",
                                           use_safetensors=True)
 
 
 def test_validation_callback_without_split_is_a_clear_error(digits):
     X, y = digits
     with pytest.raises(SkalValueError, match="train_split=skorch.dataset.ValidSplit"):
-        CNNClassifier(**TINY, callbacks=[EarlyStopping()]).fit(X[:40], y[:40])
+        CNNClassifier(**SEEDED, callbacks=[EarlyStopping()]).fit(X[:40], y[:40])
 
 
 def test_validation_split_makes_early_stopping_work(digits):
     X, y = digits
-    net = CNNClassifier(**{**TINY, "max_epochs": 3}, callbacks=[EarlyStopping(patience=2)],
+    net = CNNClassifier(**{**SEEDED, "max_epochs": 3}, callbacks=[EarlyStopping(patience=2)],
                         train_split=ValidSplit(0.25)).fit(X[:60], y[:60])
     assert all(np.isfinite(row["valid_loss"]) for row in net.history)
 
@@ -75,7 +75,7 @@ def test_early_stopping_ends_training_normally(digits):
     X, y = digits
     stopper = EarlyStopping(monitor="train_loss", patience=1, threshold=1e9,
                             threshold_mode="abs", lower_is_better=True)
-    net = CNNClassifier(**{**TINY, "max_epochs": 8, "min_steps": 0},
+    net = CNNClassifier(**{**SEEDED, "max_epochs": 8, "min_steps": 0},
                         callbacks=[stopper]).fit(X[:40], y[:40])
     assert len(net.history) < 8
     assert net.predict(X[:5]).shape == (5,)

@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 from sklearn.base import clone
 
+from conftest import TINY
 from skal import ActiveLearner, CNNClassifier, MultiLabelCNNClassifier, SkalValueError
 from skal.query import TDGF, entropy_sampling, tdgf_scores
 from skal.query.tdgf import derive_proxy
 
-TINY = dict(module__widths=(8,), module__hidden=16, max_epochs=6, min_steps=None,
-            augment=None)
+NET = dict(TINY, max_epochs=6)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +48,8 @@ def test_tdgf_scores_equal_autograd_gradient_difference(images, multilabel):
     X, y, Y = images
     cls = MultiLabelCNNClassifier if multilabel else CNNClassifier
     target = Y if multilabel else y
-    proxy = cls(random_state=0, **TINY).fit(X, target)
-    history = cls(random_state=1, **TINY).fit(X, target)
+    proxy = cls(random_state=0, **NET).fit(X, target)
+    history = cls(random_state=1, **NET).fit(X, target)
     rng = np.random.RandomState(1)
     y_hat = (rng.rand(*Y.shape) > 0.5).astype(int) if multilabel else rng.randint(0, 3, len(X))
     scores = tdgf_scores(proxy, history, X, y_hat, batch_size=16)
@@ -66,7 +66,7 @@ def test_tdgf_one_vs_rest_binary_pseudo_labels(images):
     X, y, _ = images
     labels = np.array(["left", "right"])[y % 2]
     strategy = TDGF(random_state=0)
-    learner = ActiveLearner(MultiLabelCNNClassifier(random_state=0, **TINY), strategy,
+    learner = ActiveLearner(MultiLabelCNNClassifier(random_state=0, **NET), strategy,
                             X_training=X[:30], y_training=labels[:30])
     pool = X[30:]
     idx, _ = learner.query(pool, n_instances=4)
@@ -81,8 +81,8 @@ def test_tdgf_one_vs_rest_binary_pseudo_labels(images):
 
 def test_tdgf_scores_reject_mismatched_models(images):
     X, y, Y = images
-    single = CNNClassifier(random_state=0, **TINY).fit(X, y)
-    multi = MultiLabelCNNClassifier(random_state=0, **TINY).fit(X, Y[:, :2])
+    single = CNNClassifier(random_state=0, **NET).fit(X, y)
+    multi = MultiLabelCNNClassifier(random_state=0, **NET).fit(X, Y[:, :2])
     with pytest.raises(SkalValueError, match="outputs"):
         tdgf_scores(single, multi, X, np.zeros(len(X), dtype=int))
     with pytest.raises(SkalValueError, match="shape"):
@@ -91,7 +91,7 @@ def test_tdgf_scores_reject_mismatched_models(images):
 
 def test_history_snapshot_differs_from_final_proxy(images):
     X, y, _ = images
-    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY),
+    learner = ActiveLearner(CNNClassifier(random_state=0, **NET),
                             TDGF(history="lag", lag=2, random_state=0),
                             X_training=X[:30], y_training=y[:30])
     learner.query(X[30:], n_instances=3)
@@ -107,7 +107,7 @@ def test_history_snapshot_differs_from_final_proxy(images):
 def test_previous_round_history_uses_last_proxy(images):
     X, y, _ = images
     strategy = TDGF(history="previous_round", random_state=0)
-    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY), strategy,
+    learner = ActiveLearner(CNNClassifier(random_state=0, **NET), strategy,
                             X_training=X[:30], y_training=y[:30])
     idx, X_q = learner.query(X[30:], n_instances=3)
     first_proxy = strategy.proxy_
@@ -121,7 +121,7 @@ def test_tdgf_is_deterministic_and_clonable(images):
     X, y, _ = images
 
     def run():
-        learner = ActiveLearner(CNNClassifier(random_state=0, **TINY), TDGF(random_state=3),
+        learner = ActiveLearner(CNNClassifier(random_state=0, **NET), TDGF(random_state=3),
                                 X_training=X[:30], y_training=y[:30])
         return learner.query(X[30:], n_instances=5, return_metrics=True)
 
@@ -134,7 +134,7 @@ def test_tdgf_is_deterministic_and_clonable(images):
 def test_subset_scores_only_a_subset(images):
     X, y, _ = images
     strategy = TDGF(subset=8, random_state=0)
-    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY), strategy,
+    learner = ActiveLearner(CNNClassifier(random_state=0, **NET), strategy,
                             X_training=X[:30], y_training=y[:30])
     idx, _ = learner.query(X[30:], n_instances=4)
     assert len(strategy.last_scores_) == 8
@@ -151,8 +151,8 @@ def test_derived_proxy_is_cheaper():
 
 def test_explicit_proxy_with_wrong_outputs_is_rejected(images):
     X, y, _ = images
-    proxy = CNNClassifier(classes=[0, 1, 2, 3], **TINY)
-    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY), TDGF(proxy=proxy),
+    proxy = CNNClassifier(classes=[0, 1, 2, 3], **NET)
+    learner = ActiveLearner(CNNClassifier(random_state=0, **NET), TDGF(proxy=proxy),
                             X_training=X[:30], y_training=y[:30])
     with pytest.raises(SkalValueError, match="outputs"):
         learner.query(X[30:], n_instances=2)
@@ -160,7 +160,7 @@ def test_explicit_proxy_with_wrong_outputs_is_rejected(images):
 
 def test_bad_parameters(images):
     X, y, _ = images
-    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY), TDGF(history="lag", lag=10),
+    learner = ActiveLearner(CNNClassifier(random_state=0, **NET), TDGF(history="lag", lag=10),
                             X_training=X[:30], y_training=y[:30])
     with pytest.raises(SkalValueError, match="lag"):
         learner.query(X[30:], n_instances=2)
@@ -172,7 +172,7 @@ def test_bad_parameters(images):
 @pytest.mark.parametrize("strategy", [entropy_sampling, TDGF(random_state=0)])
 def test_multilabel_query_teach_end_to_end(images, strategy):
     X, _, Y = images
-    learner = ActiveLearner(MultiLabelCNNClassifier(random_state=0, **TINY), strategy,
+    learner = ActiveLearner(MultiLabelCNNClassifier(random_state=0, **NET), strategy,
                             X_training=X[:20], y_training=Y[:20])
     pool = np.arange(20, 60)
     for _ in range(2):
@@ -187,7 +187,7 @@ def test_multilabel_simulation_reports_macro_auroc(images):
     from skal.simulate import simulate
 
     X, _, Y = images
-    result = simulate(MultiLabelCNNClassifier(**TINY), ["random", "tdgf"],
+    result = simulate(MultiLabelCNNClassifier(**NET), ["random", "tdgf"],
                       X[:40], Y[:40], X[40:], Y[40:], n_initial=10, batch_size=5,
                       n_rounds=1, seeds=1, progress=False)
     assert result.metric == "auroc"
@@ -198,7 +198,7 @@ def test_multilabel_simulation_reports_macro_auroc(images):
 def test_fraction_history_is_a_real_stretch_of_training(images):
     X, y, _ = images
     strategy = TDGF(history="fraction", history_fraction=0.5, random_state=0)
-    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY), strategy,
+    learner = ActiveLearner(CNNClassifier(random_state=0, **NET), strategy,
                             X_training=X[:30], y_training=y[:30])
     learner.query(X[30:], n_instances=3)
     epochs = len(strategy.proxy_.history)                 # derived proxy: 3 epochs
@@ -212,7 +212,7 @@ def test_fraction_history_is_a_real_stretch_of_training(images):
 def test_default_history_is_the_previous_rounds_proxy(images):
     X, y, _ = images
     strategy = TDGF(random_state=0)
-    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY), strategy,
+    learner = ActiveLearner(CNNClassifier(random_state=0, **NET), strategy,
                             X_training=X[:30], y_training=y[:30])
     idx, X_q = learner.query(X[30:], n_instances=3)
     # first query: no previous proxy, the half-way snapshot stands in
@@ -226,7 +226,7 @@ def test_default_history_is_the_previous_rounds_proxy(images):
 def test_lag_without_history_still_works_but_warns(images):
     X, y, _ = images
     strategy = TDGF(lag=2, random_state=0)
-    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY), strategy,
+    learner = ActiveLearner(CNNClassifier(random_state=0, **NET), strategy,
                             X_training=X[:30], y_training=y[:30])
     with pytest.warns(FutureWarning, match="lag"):
         learner.query(X[30:], n_instances=3)
@@ -236,7 +236,7 @@ def test_lag_without_history_still_works_but_warns(images):
 @pytest.mark.parametrize("fraction", [0, 1, 1.5, True])
 def test_bad_history_fraction(images, fraction):
     X, y, _ = images
-    learner = ActiveLearner(CNNClassifier(random_state=0, **TINY),
+    learner = ActiveLearner(CNNClassifier(random_state=0, **NET),
                             TDGF(history="fraction", history_fraction=fraction),
                             X_training=X[:30], y_training=y[:30])
     with pytest.raises(SkalValueError, match="history_fraction"):
@@ -246,7 +246,7 @@ def test_bad_history_fraction(images, fraction):
 def test_multilabel_pseudo_labels_use_the_targets_threshold(images):
     X, _, Y = images
     strategy = TDGF(random_state=0)
-    net = MultiLabelCNNClassifier(random_state=0, threshold=0.7, **TINY)
+    net = MultiLabelCNNClassifier(random_state=0, threshold=0.7, **NET)
     learner = ActiveLearner(net, strategy, X_training=X[:30], y_training=Y[:30])
     pool = X[30:]
     learner.query(pool, n_instances=3)
@@ -263,7 +263,7 @@ def test_one_vs_rest_pseudo_labels_use_the_targets_threshold(images):
     class at its ``threshold`` (``predict``), not the arg-max of ``predict_proba``."""
     X, y, _ = images
     strategy = TDGF(random_state=0)
-    learner = ActiveLearner(MultiLabelCNNClassifier(random_state=0, **TINY), strategy,
+    learner = ActiveLearner(MultiLabelCNNClassifier(random_state=0, **NET), strategy,
                             X_training=X[:30], y_training=y[:30] % 2)
     pool = X[30:]
     learner.predict(pool[:1])
