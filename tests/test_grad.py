@@ -1,6 +1,7 @@
 """skal.grad: closed-form logit gradients and the torch.func per-sample engine, checked
 against a slow per-sample autograd loop (batch size 1) and against analytic values."""
 
+import copy
 import math
 
 import pytest
@@ -287,8 +288,20 @@ def test_linear_closed_form_fallbacks_and_bn_patch_removed(closed_form):
     from skal.grad import _layer_plan
     _, plan = _layer_plan(net, x[:1], dict(net.named_parameters()), closed_form)
     assert set(plan) == ({"tokens", "fc"} if closed_form else set())   # not "shared"
+    # the module is left as it was: a later forward, in train and in eval mode, equals
+    # that of a copy never probed (a left-over probe hook would raise or shift the
+    # output; a left-over BatchNorm patch would use running statistics in train mode)
     bn_net = _net()
+    untouched = copy.deepcopy(bn_net)
     per_sample_grad_norms(bn_net, x[:, :, :16, :16], class_logit_gradients,
                           closed_form=closed_form)
-    assert "forward" not in vars(bn_net.features[1])           # patch undone
-    assert not any(m._forward_hooks for m in bn_net.modules())  # probes removed
+    xs = _x(6, seed=2)
+    for train in (True, False):
+        for net_ in (bn_net, untouched):
+            net_.train(train)
+        torch.manual_seed(0)                                     # same dropout masks
+        got = bn_net(xs)
+        torch.manual_seed(0)
+        torch.testing.assert_close(got, untouched(xs), rtol=0, atol=0)
+    for a, b in zip(bn_net.buffers(), untouched.buffers()):     # same running statistics
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

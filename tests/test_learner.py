@@ -168,18 +168,16 @@ def test_buffer_grows_geometrically():
     y = np.arange(120) % 2
     learner = ActiveLearner(CountingClassifier(), X_training=X[:10], y_training=y[:10])
     learner.predict(X[:1])                              # lazy initial fit
-    buffer = learner._X_buffer
+    # X_training_ is a view of the buffer: it moves to new memory only on a reallocation
     reallocations = 0
-    previous = buffer._data
+    previous = learner.X_training_
     for i in range(10, 60):
         learner.teach(X[i:i + 1], y[i:i + 1])
-        if buffer._data is not previous:
+        if not np.shares_memory(learner.X_training_, previous):
             reallocations += 1
-            previous = buffer._data
-        assert learner._X_buffer is buffer               # one buffer object, grown in place
+        previous = learner.X_training_
     assert len(learner.X_training_) == 60
     assert reallocations <= math.ceil(math.log2(60)) - 3    # 16 -> 32 -> 64: 2
-    assert buffer.capacity >= 60 and buffer.capacity < 2 * 60
     np.testing.assert_array_equal(learner.X_training_, X[:60])
     np.testing.assert_array_equal(learner.y_training_, y[:60])
 
@@ -188,15 +186,14 @@ def test_training_data_not_restacked(digits):
     X, y = digits
     learner = ActiveLearner(tiny_net(max_epochs=1), X_training=X[:20], y_training=y[:20])
     learner.teach(X[20:21], y[20:21])          # the first growth: capacity doubles
-    assert learner._X_buffer.capacity >= 40
-    first = learner.X_training_
+    first, first_y = learner.X_training_, learner.y_training_
     learner.teach(X[21:22], y[21:22])
     second = learner.X_training_
     learner.teach(X[22:23], y[22:23])
     third = learner.X_training_
+    # no restacking: the labelled data stay in one array, X and y alike
     assert np.shares_memory(first, second) and np.shares_memory(second, third)
-    assert np.shares_memory(third, learner._X_buffer._data)
-    assert np.shares_memory(learner.y_training_, learner._y_buffer._data)
+    assert np.shares_memory(first_y, learner.y_training_)
     assert len(first) == 21 and len(third) == 23
     np.testing.assert_array_equal(third, X[:23])
 
@@ -206,12 +203,13 @@ def test_growable_array_unit():
     assert len(buf) == 0 and buf.view is None and buf.capacity == 0
     buf.append(np.zeros((3, 2)))
     assert buf.capacity == 16
-    data = buf._data
+    first = buf.view
     for _ in range(4):
         buf.append(np.ones((3, 2)))
-    assert buf._data is data and len(buf) == 15
+    assert np.shares_memory(buf.view, first) and len(buf) == 15   # appended in place
     buf.append(np.ones((2, 2)))
     assert buf.capacity == 32 and len(buf) == 17
+    assert not np.shares_memory(buf.view, first)                  # grown: new storage
     np.testing.assert_array_equal(buf.view[:3], 0)
     np.testing.assert_array_equal(buf.view[3:], 1)
     buf.truncate(5)

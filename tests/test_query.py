@@ -48,8 +48,8 @@ class FakeClassifier:
 
     def __init__(self, proba, multilabel=None):
         self.proba = np.asarray(proba)
-        if multilabel is not None:
-            self._multilabel = multilabel
+        if multilabel is not None:      # the fitted attribute skal's classifiers carry
+            self.output_kind_ = "multilabel" if multilabel else "softmax"
 
     def predict_proba(self, X):
         return self.proba[np.asarray(X)[:, 0].astype(int)]
@@ -148,18 +148,18 @@ def test_multilabel_detection_through_learner():
 
 
 def test_one_vs_rest_fit_is_scored_as_single_label():
-    """A sigmoid head (``_multilabel``) fitted on 1-d labels (``multilabel_=False``)
-    returns one distribution over classes_: it is scored as a single-label model."""
-    clf = FakeClassifier(PROBA, multilabel=True)
-    clf.multilabel_ = False
+    """A sigmoid head fitted on 1-d labels (``output_kind_ == "one-vs-rest"``) returns
+    one distribution over classes_: it is scored as a single-label model."""
+    clf = FakeClassifier(PROBA)
+    clf.output_kind_ = "one-vs-rest"
     assert is_multilabel(clf) and not predicts_label_sets(clf)
     for measure, expected in ((classifier_uncertainty, LEAST_CONF),
                               (classifier_margin, MARGIN), (classifier_entropy, ENTROPY)):
         np.testing.assert_allclose(measure(clf, _pool(5)), expected)
-    clf.multilabel_ = True                                  # multi-hot fit: per label
+    clf.output_kind_ = "multilabel"                         # multi-hot fit: per label
     np.testing.assert_allclose(classifier_entropy(clf, _pool(5)),
                                _bin_entropy(PROBA).sum(axis=1))
-    assert predicts_label_sets(FakeClassifier(ML_PROBA, multilabel=True))   # no multilabel_
+    assert predicts_label_sets(FakeClassifier(ML_PROBA, multilabel=True))
 
 
 def test_one_vs_rest_multiclass_net_uncertainty():
