@@ -89,9 +89,9 @@ class CNNClassifier(PretrainedStartMixin, ImageClassifierMixin, NeuralNetClassif
         label-preserving for chest X-rays). ``None`` disables augmentation.
     memory_format : {"auto", "channels_last", "contiguous"}, default="auto"
         Layout of the convolution weights (hence of the activations). On CPU,
-        ``channels_last`` makes oneDNN's convolutions about 2x faster for inference and
-        pool scoring and 1.1-1.8x for training (``benchmarks/query_speed.py``); the
-        numbers computed are the same up to float32 rounding. ``"auto"`` uses it for
+        ``channels_last`` makes oneDNN's convolutions faster for inference, pool scoring
+        and training (figures: ``benchmarks/README.md``, "Query speed"); the numbers
+        computed are the same up to float32 rounding. ``"auto"`` uses it for
         image input with skal's own networks, and keeps torch's default layout for a
         user's module (a module that calls ``.view`` on convolution features fails on
         ``channels_last`` tensors: use ``.flatten``/``.reshape``, then opt in).

@@ -92,8 +92,8 @@ class SimCLR(TransformerMixin, BaseEstimator):
         Seeds initialisation, shuffling and augmentations through explicit generators.
     device : str, default="cpu"
     memory_format : {"channels_last", "contiguous"}, default="channels_last"
-        Layout of the convolution weights and inputs (channels_last is about 2x faster
-        on CPU).
+        Layout of the convolution weights and inputs (channels_last is faster on CPU;
+        figures: ``benchmarks/README.md``, "Query speed").
     progress : bool, default=True
         A tqdm progress bar over the epochs (with the running loss).
 

@@ -285,14 +285,12 @@ def expected_gradnorm(classifier, X_pool, n_instances=1, *, scope="last",
     scope : {"last", "all"}, default="last"
         Final layer in closed form, or every parameter (the paper); see
         :func:`classifier_expected_gradnorm`. The default follows
-        ``benchmarks/label_efficiency.py`` on PneumoniaMNIST (3 paired seeds, 10 to 100
-        labels, test AUROC): ``"last"`` had the highest area under the learning curve
-        of the seven strategies run (+0.007 vs random, within its standard error of
-        0.009), while ``"all"`` was below random on every seed (-0.021, SE 0.008). The
+        ``benchmarks/label_efficiency.py`` on PneumoniaMNIST: ``"last"`` did at least as
+        well as random sampling, while ``"all"`` was below random on every seed. The
         convolution weights' gradients scale with the input intensity, and ``"all"``
-        queried brighter images (mean grey level 164 vs 146 in the pool, 149 for
-        ``"last"``). ``"last"`` also costs one forward pass; ``"all"`` costs as much as
-        6-40 of them, growing with the number of classes (``benchmarks/query_speed.py``).
+        queried brighter images. ``"last"`` also costs one forward pass; ``"all"`` costs
+        several, more with more classes (``benchmarks/query_speed.py``). Figures:
+        ``benchmarks/README.md``, "PneumoniaMNIST: gradient strategies" and "Query speed".
     norm : {"reference", "l2"}, default="reference"
     subset : int or None, default=None
         Score only a random subset of this many pool samples, drawn with
