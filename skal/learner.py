@@ -12,6 +12,7 @@ The learner/strategy protocol is described in ``docs/design.md``.
 
 import copy
 import inspect
+import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -31,7 +32,7 @@ from .utils.seeding import resolve_seed
 from .utils.validation import (check_consistent_length, check_finite, check_images,
                                check_n_instances)
 
-__all__ = ["ActiveLearner", "Committee"]
+__all__ = ["ActiveLearner", "Committee", "BaseLearner"]
 
 _POOL_NDIMS = (2, 3, 4)
 
@@ -132,8 +133,29 @@ def _given_n_instances(strategy, query_args, query_kwargs):
     return bound.arguments.get("n_instances")
 
 
-class _QueryMixin:
-    """``query`` and ``transform_without_estimating`` shared by learners and committees."""
+class BaseLearner:
+    """The query side of a learner: :meth:`query` with modAL's calling and return
+    conventions, shared by :class:`ActiveLearner`, :class:`Committee` and
+    :class:`skal.campaign.engine.CampaignLearner` (modAL's ``BaseLearner`` and
+    ``BaseCommittee`` share ``query`` the same way).
+
+    A subclass has a ``query_strategy`` attribute (a callable
+    ``strategy(learner, X_pool, *args, **kwargs)``), offers what strategies read (the
+    protocol in ``docs/design.md``: ``estimator``, ``predict_proba``, ``X_training``,
+    ...), and implements one hook, ``_prepare(required=True)``: bring the model up to
+    date before it is used (fit it on training data given but not used yet) and
+    return it; with ``required=False`` it returns ``None`` instead of raising when
+    there is no model, so that strategies needing none (random sampling, a pre-trained
+    encoder's embeddings) still work.
+
+    :meth:`query` checks the pool, calls the strategy with exactly the arguments it
+    was given, and checks what the strategy returned (indices in range, no repeats,
+    at most ``n_instances``) before taking the samples from the pool.
+    """
+
+    def _prepare(self, required=True):
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement _prepare(required) (see BaseLearner).")
 
     def query(self, X_pool, *query_args, return_metrics=False, return_labels=False,
               **query_kwargs):
@@ -222,6 +244,15 @@ class _QueryMixin:
         return check_images(X, name=name, ndims=_POOL_NDIMS, check_values=False)
 
 
+def __getattr__(name):
+    # ``_QueryMixin``: the former name of BaseLearner (skal.campaign subclassed it)
+    if name == "_QueryMixin":
+        warnings.warn("skal.learner._QueryMixin is deprecated; use skal.learner.BaseLearner.",
+                      DeprecationWarning, stacklevel=2)
+        return BaseLearner
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _transform(estimator, X):
     """modAL's ``transform_without_estimating`` for one model: the features its final
     step sees (all steps of a Pipeline but the last; a skal net's penultimate
@@ -233,7 +264,7 @@ def _transform(estimator, X):
     return X
 
 
-class ActiveLearner(_QueryMixin, BaseEstimator):
+class ActiveLearner(BaseLearner, BaseEstimator):
     """Pool-based active learner around any scikit-learn-compatible classifier.
 
     Parameters
@@ -668,7 +699,7 @@ def _member_classes(member):
     return getattr(member.estimator, "classes_", None)
 
 
-class Committee(_QueryMixin, BaseEstimator):
+class Committee(BaseLearner, BaseEstimator):
     """A committee of learners for query by committee.
 
     Members usually share the estimator class and differ in ``random_state`` (an

@@ -12,6 +12,7 @@ from conftest import TINY
 from skal import (ActiveLearner, CNNClassifier, MultiLabelCNNClassifier, NotFittedError,
                   SkalValueError)
 from skal.data import load_digits_images
+from skal.learner import BaseLearner
 from skal.query import (classifier_expected_gradnorm, entropy_sampling, expected_gradnorm,
                         margin_sampling, random_sampling, uncertainty_sampling)
 from skal.utils.buffer import GrowableArray
@@ -112,6 +113,44 @@ def test_query_strategy_returning_bare_indices(digits):
                             X_training=X[:30], y_training=y[:30])
     indices, X_query = learner.query(X[100:120], n_instances=4)
     np.testing.assert_array_equal(indices, [0, 1, 2, 3])
+
+
+def test_base_learner_gives_a_custom_learner_query(digits):
+    """A learner serving a model trained elsewhere: BaseLearner supplies ``query``
+    (the strategy sees the learner; its result is checked; modAL's return value)."""
+    X, y = digits
+    model = LogisticRegression(max_iter=200).fit(X[:60].reshape(60, -1), y[:60])
+
+    class Served(BaseLearner):
+        query_strategy = staticmethod(uncertainty_sampling)
+
+        def _prepare(self, required=True):
+            return model
+
+        @property
+        def estimator(self):
+            return model
+
+        def predict_proba(self, X):
+            return model.predict_proba(np.asarray(X).reshape(len(X), -1))
+
+    pool = X[100:140]
+    indices, X_query = Served().query(pool, n_instances=3)
+    uncertainty = 1 - Served().predict_proba(pool).max(axis=1)
+    np.testing.assert_array_equal(np.sort(indices), np.sort(np.argsort(-uncertainty)[:3]))
+    np.testing.assert_array_equal(X_query, pool[indices])
+
+    class Repeats(Served):
+        query_strategy = staticmethod(lambda learner, X_pool, n_instances=1: np.zeros(2, int))
+
+    with pytest.raises(SkalValueError, match="duplicate"):
+        Repeats().query(pool, n_instances=2)
+    with pytest.raises(NotImplementedError, match="_prepare"):
+        type("NoHook", (BaseLearner,), {"query_strategy": staticmethod(random_sampling)})(
+        ).query(pool)
+    with pytest.warns(DeprecationWarning, match="BaseLearner"):
+        from skal.learner import _QueryMixin
+    assert _QueryMixin is BaseLearner
 
 
 # --------------------------------------------------------------------- teach

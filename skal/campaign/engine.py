@@ -16,7 +16,7 @@ from sklearn.base import clone
 
 from ..data.pool import pool_length, take
 from ..exceptions import QueryResultError, SkalValueError
-from ..learner import _QueryMixin
+from ..learner import BaseLearner
 from ..utils.seeding import resolve_seed
 
 __all__ = ["initial_indices", "stratified_indices", "initial_set", "check_budget",
@@ -242,7 +242,7 @@ def run_rounds(learner, X_pool, y_pool, start_idx, *, batch_size, n_rounds, seed
             "order": np.concatenate(order)}
 
 
-class CampaignLearner(_QueryMixin):
+class CampaignLearner(BaseLearner):
     """A learner around a model that is already trained (a campaign checkpoint), so
     strategies can query without refitting. Strategies see the model as
     ``estimator_`` and the labelled data as ``X_training`` / ``y_training`` (read on
