@@ -4,6 +4,7 @@ Only files bundled in the pydicom wheel are used (``download=False``: nothing is
 fetched), plus the shared real data under ../shared/data, which is skipped when absent.
 """
 
+import inspect
 import io
 import logging
 import pickle
@@ -603,6 +604,16 @@ def three_paths(tmp_path):
         path.write_bytes(dicom_bytes(make_dataset(pixels)))
         paths.append(str(path))
     return paths
+
+
+def test_dicom_reader_defaults_are_read_dicoms():
+    """DicomReader repeats read_dicom's options in its signature (scikit-learn needs
+    them there): the defaults must stay the same."""
+    defaults = {name: p.default for name, p in inspect.signature(read_dicom).parameters.items()
+                if name != "path"}
+    assert set(defaults) == {"size", *reader_module.READ_OPTIONS}
+    params = DicomReader().get_params()
+    assert {name: params[name] for name in defaults} == defaults
 
 
 def test_dicom_reader_transform(three_paths):

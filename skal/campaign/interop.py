@@ -19,6 +19,7 @@ import io
 import json
 from pathlib import Path
 
+from ..data.labels_csv import read_csv_rows
 from ..exceptions import DataFileError, SkalValueError
 from ..utils.io import atomic_write_bytes
 
@@ -58,6 +59,11 @@ def write_labels_csv(path, campaign, records):
     return _write_csv(path, header, rows)
 
 
+def _id_and_label(columns):
+    """The columns a labels CSV needs: ``id`` (``path`` in a file without one), ``label``."""
+    return ("id" if "id" in columns else "path", "label")
+
+
 def read_labels_csv(path, *, multilabel=False, skip_empty=True):
     """``(ids, labels)`` from a CSV with ``id`` (or, without it, ``path``) and ``label``
     columns.
@@ -66,22 +72,9 @@ def read_labels_csv(path, *, multilabel=False, skip_empty=True):
     multi-label campaigns with ``skip_empty=False`` where an empty cell means "no
     class". Multi-label cells are split on ``;``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataFileError(f"The labels CSV {path} does not exist.")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = reader.fieldnames or []
-            key = "id" if "id" in columns else "path"
-            missing = [c for c in (key, "label") if c not in columns]
-            if missing:
-                raise DataFileError(f"{path} has no column {missing}; its columns are "
-                                    f"{columns}. A labels CSV needs 'id' (or 'path') and "
-                                    "'label'.")
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataFileError(f"{path} could not be read as CSV: {exc}") from exc
+    columns, rows = read_csv_rows(path, _id_and_label,
+                                  hint="A labels CSV needs 'id' (or 'path') and 'label'.")
+    key = _id_and_label(columns)[0]
     ids, labels = [], []
     for line, row in enumerate(rows, start=2):
         item_id = (row.get(key) or "").strip()

@@ -9,6 +9,7 @@ from .base import multi_argmax, score_pool
 from .bayesian import (bald_committee_sampling, bald_sampling, committee_bald,
                        max_entropy_mc, mc_dropout_proba, variation_ratios)
 from .deep_ensemble import DeepEnsemble
+from . import disagreement
 from .disagreement import (KL_max_disagreement, consensus_entropy,
                            consensus_entropy_sampling, max_disagreement_sampling,
                            vote_entropy, vote_entropy_sampling)
@@ -58,12 +59,7 @@ __all__ = [
     "classifier_uncertainty",
     "classifier_margin",
     "classifier_entropy",
-    "vote_entropy",
-    "consensus_entropy",
-    "KL_max_disagreement",
-    "vote_entropy_sampling",
-    "consensus_entropy_sampling",
-    "max_disagreement_sampling",
+    *disagreement.__all__,       # the committee measures and strategies, all of them
     "multi_argmax",
     "score_pool",
 ]

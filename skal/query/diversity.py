@@ -152,6 +152,8 @@ def badge_sampling(classifier, X_pool, n_instances=1, *, random_state=None, bias
     Parameters
     ----------
     classifier : learner or fitted skal classifier
+        Its predicted probabilities and the input of its final linear layer form the
+        gradient embeddings (``iter_head_outputs``).
     X_pool : array, np.memmap, torch.Tensor or torch Dataset
         The unlabelled pool.
     n_instances : int, default=1
@@ -253,6 +255,7 @@ def coreset_sampling(classifier, X_pool, n_instances=1, *, X_labelled=None,
     Parameters
     ----------
     classifier : learner or fitted skal classifier
+        Its ``embed`` (the input of the final linear layer) gives the features.
     X_pool : array, np.memmap, torch.Tensor or torch Dataset
         The unlabelled pool.
     n_instances : int, default=1

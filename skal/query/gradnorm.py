@@ -279,6 +279,7 @@ def expected_gradnorm(classifier, X_pool, n_instances=1, *, scope="last",
     Parameters
     ----------
     classifier : learner or fitted skal classifier
+        As for :func:`classifier_expected_gradnorm`.
     X_pool : array, np.memmap, torch.Tensor or torch Dataset
         The unlabelled pool.
     n_instances : int, default=1

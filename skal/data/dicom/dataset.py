@@ -1,6 +1,5 @@
 """Lazy pools of DICOM files: a torch Dataset and a folder loader for the CLI."""
 
-import csv
 import numbers
 import os
 import threading
@@ -12,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ...exceptions import DataFileError, SkalTypeError, SkalValueError
+from ..labels_csv import read_csv_rows
 from .reader import READ_OPTIONS, _check_read_options, _check_size, read_dicom
 from .transformer import DicomReader
 
@@ -271,24 +271,16 @@ def _normalise_key(key):
     return str(PurePosixPath(key)) if key else key
 
 
+def _first_few(names, n=5):
+    """``names`` for a message: the first ``n``, then "..." when there are more."""
+    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
+
+
 def _read_labels_csv(labels_csv, path_column, label_column, folder):
     """Map normalised relative paths (and unique file names) to labels."""
     csv_path = Path(labels_csv)
-    if not csv_path.is_file():
-        raise DataFileError(f"The labels CSV '{csv_path}' does not exist or is not a file.")
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            columns = reader.fieldnames or []
-            missing = [c for c in (path_column, label_column) if c not in columns]
-            if missing:
-                raise DataFileError(
-                    f"The labels CSV '{csv_path}' has no column {', '.join(map(repr, missing))}; "
-                    f"its columns are {columns!r}. Set path_column= and label_column=."
-                )
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataFileError(f"The labels CSV '{csv_path}' could not be read: {exc}") from exc
+    _, rows = read_csv_rows(csv_path, (path_column, label_column),
+                            hint="Set path_column= and label_column=.")
     folder_abs = Path(folder).resolve()
     by_path, by_name, name_count = {}, {}, {}
     for line, row in enumerate(rows, start=2):
@@ -360,20 +352,18 @@ def _collect_folder(folder, pattern, labels_csv, path_column, label_column):
         else:
             (ambiguous if folder_names[p.name] > 1 or entry is not None else missing).append(rel)
     if ambiguous:
-        shown = ", ".join(ambiguous[:5]) + (", ..." if len(ambiguous) > 5 else "")
         raise DataFileError(
             f"{len(ambiguous)} file(s) under '{root}' have no row with their relative path "
             f"in '{labels_csv}', and their file name is ambiguous (shared with another "
             f"file of the folder or with another file's row), so they are not matched by "
-            f"name: {shown}. Give every such file a row with its path relative to "
+            f"name: {_first_few(ambiguous)}. Give every such file a row with its path relative to "
             f"'{root}' (column {path_column!r}), or narrow the pattern."
         )
     if missing:
-        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
         raise DataFileError(
             f"{len(missing)} of {len(files)} files under '{root}' have no row in "
             f"'{labels_csv}' (column {path_column!r}, by relative path or unique file name): "
-            f"{shown}. Add rows for them or narrow the pattern."
+            f"{_first_few(missing)}. Add rows for them or narrow the pattern."
         )
     return paths, _convert_labels(labels)
 

@@ -109,19 +109,10 @@ class DicomReader(TransformerMixin, BaseEstimator):
     (2, 1, 32, 32)
     """
 
-    def __init__(
-        self,
-        size=None,
-        *,
-        window=None,
-        frames="first",
-        scale=True,
-        max_pixels=DEFAULT_MAX_PIXELS,
-        antialias=True,
-        force=True,
-        on_error="raise",
-        n_jobs=None,
-    ):
+    # read_dicom's options (the same defaults), then the transformer's own
+    def __init__(self, size=None, *, window=None, frames="first", scale=True,
+                 max_pixels=DEFAULT_MAX_PIXELS, antialias=True, force=True,
+                 on_error="raise", n_jobs=None):
         self.size = size
         self.window = window
         self.frames = frames
