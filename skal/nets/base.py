@@ -1,23 +1,20 @@
 """What every skal image classifier shares: input handling, seeding, module set-up,
 final-layer discovery and streamed forward passes that expose ``(h, z)``."""
 
-import inspect
 import math
-from collections.abc import Mapping
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ..data.pool import DEFAULT_BATCH_SIZE, is_dataset, iter_pool, materialize
 from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
-from ..utils.seeding import (generator_dropout, make_generator, resolve_seed,
-                              seeded_construction)
+from ..utils.seeding import resolve_seed, seeded_construction
 from ..utils.validation import (check_consistent_length, check_images, check_labels,
                                 native_array, to_image_tensor)
 from .augment import random_shift
 from .head import capture_input, find_final_linear
+from .skorch_glue import SkorchNetMixin, declared_kwargs
 from .training import check_training_params, rollback_on_error, run_training
 from .persistence import read_metadata, restore_metadata, save_safetensors
 
@@ -44,7 +41,7 @@ _INPUT_NDIMS = (2, 3, 4)
 _MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 
-class ImageClassifierMixin:
+class ImageClassifierMixin(SkorchNetMixin):
     """Mixed into skorch nets to make them image classifiers that active learning can
     query.
 
@@ -70,23 +67,13 @@ class ImageClassifierMixin:
     _multilabel = False
 
     # ----------------------------------------------------------------- set-up
-    def _inferred_module_kwargs(self, given):
-        if isinstance(self.module, nn.Module) or not callable(self.module):
-            return {}
-        try:
-            accepted = inspect.signature(self.module).parameters
-        except (TypeError, ValueError):
-            return {}
-        inferred = {"in_channels": getattr(self, "n_channels_in_", None),
-                    "n_outputs": getattr(self, "n_outputs_", None)}
-        return {key: value for key, value in inferred.items()
-                if value is not None and key in accepted and key not in given}
-
     def initialize_module(self):
         """Instantiate the module, adding inferred ``in_channels`` / ``n_outputs``, and
         give it the ``memory_format`` layout."""
         kwargs = self.get_params_for("module")
-        kwargs = {**self._inferred_module_kwargs(kwargs), **kwargs}
+        inferred = {"in_channels": getattr(self, "n_channels_in_", None),
+                    "n_outputs": getattr(self, "n_outputs_", None)}
+        kwargs = {**declared_kwargs(self.module, inferred, kwargs), **kwargs}
         self.module_ = self.initialized_instance(self.module, kwargs)
         if self._channels_last():
             self.module_.to(memory_format=torch.channels_last)
@@ -102,16 +89,14 @@ class ImageClassifierMixin:
                     and bool(getattr(self.module_, "supports_channels_last", False)))
         return memory_format == "channels_last"
 
-    def infer(self, x, **fit_params):
-        """Forward one batch, converting images to float32 ``(n, C, H, W)`` first (and
-        augmenting them when training with ``augment``)."""
-        if not isinstance(x, Mapping):
-            tabular = x.ndim == 2
-            x = to_image_tensor(x)
-            if (self.augment and not tabular and self.module_.training
-                    and torch.is_grad_enabled()):
-                x = random_shift(x, self.augment, generator=getattr(self, "_generator", None))
-        return super().infer(x, **fit_params)
+    def _batch_tensor(self, x):
+        """A batch of images as a float32 ``(n, C, H, W)`` tensor, augmented when
+        training with ``augment`` (images only: tabular columns are not spatial)."""
+        tabular = x.ndim == 2
+        x = to_image_tensor(x)
+        if self.augment and not tabular and self.module_.training and torch.is_grad_enabled():
+            x = random_shift(x, self.augment, generator=getattr(self, "_generator", None))
+        return x
 
     def epochs_for(self, n_samples):
         """``max_epochs``, raised so that at least ``min_steps`` optimizer steps run
@@ -128,12 +113,6 @@ class ImageClassifierMixin:
 
     _epochs_for = epochs_for
 
-    def _get_param_names(self):
-        # skorch lists every attribute not ending in "_" as a parameter, including its
-        # private bookkeeping (``_params_to_validate``); private names are not
-        # parameters (clone rebuilds them from the keyword arguments).
-        return [name for name in super()._get_param_names() if not name.startswith("_")]
-
     def set_params(self, **params):
         """skorch's ``set_params``; changing a module parameter of a fitted net
         re-initialises its module with fresh weights, so the net is then unfitted
@@ -146,43 +125,12 @@ class ImageClassifierMixin:
                 vars(self).pop("final_layer_name_", None)
         return self
 
-    def get_default_callbacks(self):
-        """skorch's default callbacks, without the epoch table when ``verbose=0``
-        (it is built every epoch even when nothing is printed, a tenth of the cost of a
-        small fit)."""
-        callbacks = super().get_default_callbacks()
-        if not self.verbose:
-            callbacks = [(name, cb) for name, cb in callbacks if name != "print_log"]
-        return callbacks
-
-    def get_iterator(self, dataset, training=False):
-        """skorch's iterator; in training, a last batch of a single sample is dropped
-        (BatchNorm cannot normalise one sample; the shuffle drops a different one each
-        epoch) unless ``iterator_train__drop_last`` is set."""
-        if training and self.iterator_train is DataLoader:
-            kwargs = self.get_params_for("iterator_train")
-            batch_size = kwargs.get("batch_size", self.batch_size)
-            n = len(dataset)
-            if batch_size == -1:
-                batch_size = n
-            if "drop_last" not in kwargs and batch_size > 1 and n > 1 and n % batch_size == 1:
-                kwargs["drop_last"] = True
-            if getattr(self, "_generator", None) is not None:
-                # the fit's own generator: shuffling never reads torch's global one
-                kwargs.setdefault("generator", self._generator)
-            return DataLoader(dataset, **{**kwargs, "batch_size": batch_size})
-        return super().get_iterator(dataset, training=training)
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = True      # tabular rows: one-row images
         tags.input_tags.sparse = False
         tags.input_tags.allow_nan = False
         return tags
-
-    def check_data(self, X, y=None):
-        """Data are validated in :meth:`fit`; skorch's own label inference is skipped
-        because ``y`` is already encoded there."""
 
     # ---------------------------------------------------------------- fitting
     def _validate_images(self, X, name="X", check_values=True):
@@ -431,9 +379,8 @@ class ImageClassifierMixin:
             self._prepare_head(X)
         fit_params.setdefault("epochs", self.epochs_for(len(y_encoded)))
         self._check_validation_split()
-        self._generator = make_generator(seed)
         try:
-            with generator_dropout(self.module_, self._generator):
+            with self._fit_generator(seed):
                 run_training(self, X, y_encoded, **fit_params)
         except ValueError as exc:
             if "Expected more than 1 value per channel" not in str(exc):
@@ -443,8 +390,6 @@ class ImageClassifierMixin:
                 "one value per channel (a batch of 1 sample, with tabular input or "
                 "images pooled down to 1x1). Train on at least 2 samples."
             ) from exc
-        finally:
-            vars(self).pop("_generator", None)
         return self
 
     # ------------------------------------------------------------ persistence

@@ -129,19 +129,7 @@ class CNNClassifier(PretrainedStartMixin, ImageClassifierMixin, NeuralNetClassif
                  train_split=None, classes=None, verbose=0, random_state=None,
                  final_layer=None, predict_batch_size=256, min_steps=200, augment=0.1,
                  memory_format="auto", pretrained=None, finetune="auto", **kwargs):
-        kwargs.setdefault("iterator_train__shuffle", True)
-        super().__init__(module, *args, criterion=criterion, optimizer=optimizer, lr=lr,
-                         max_epochs=max_epochs, batch_size=batch_size,
-                         train_split=train_split, classes=classes, verbose=verbose,
-                         **kwargs)
-        self.random_state = random_state
-        self.final_layer = final_layer
-        self.predict_batch_size = predict_batch_size
-        self.min_steps = min_steps
-        self.augment = augment
-        self.memory_format = memory_format
-        self.pretrained = pretrained
-        self.finetune = finetune
+        self._init_net(locals())    # skorch's parameters to skorch, skal's stored
 
     def _encode_targets(self, y, reset, classes=None):
         classes = self.classes if classes is None else classes

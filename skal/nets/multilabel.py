@@ -87,19 +87,7 @@ class MultiLabelCNNClassifier(PretrainedStartMixin, ImageClassifierMixin, Classi
                  train_split=None, verbose=0, threshold=0.5, random_state=None,
                  final_layer=None, predict_batch_size=256, min_steps=200, augment=0.1,
                  memory_format="auto", pretrained=None, finetune="auto", **kwargs):
-        kwargs.setdefault("iterator_train__shuffle", True)
-        super().__init__(module, *args, criterion=criterion, optimizer=optimizer, lr=lr,
-                         max_epochs=max_epochs, batch_size=batch_size,
-                         train_split=train_split, verbose=verbose, **kwargs)
-        self.threshold = threshold
-        self.random_state = random_state
-        self.final_layer = final_layer
-        self.predict_batch_size = predict_batch_size
-        self.min_steps = min_steps
-        self.augment = augment
-        self.memory_format = memory_format
-        self.pretrained = pretrained
-        self.finetune = finetune
+        self._init_net(locals())    # skorch's parameters to skorch, skal's stored
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

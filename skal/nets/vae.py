@@ -8,23 +8,20 @@ own as a transformer: ``transform`` maps images to latent means, ``inverse_trans
 decodes latent codes to images.
 """
 
-import inspect
 import math
 import numbers
-from collections.abc import Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from skorch import NeuralNet
 from torch import nn
-from torch.utils.data import DataLoader
 
 from ..data.pool import DEFAULT_BATCH_SIZE, is_dataset, iter_pool, materialize
 from ..exceptions import NotFittedError, SkalTypeError, SkalValueError
-from ..utils.seeding import (generator_dropout, make_generator, resolve_seed,
-                              seeded_construction)
+from ..utils.seeding import resolve_seed, seeded_construction
 from ..utils.validation import check_images, native_array, to_image_tensor
+from .skorch_glue import SkorchNetMixin, declared_kwargs
 from .training import check_training_params, rollback_on_error, run_training
 
 __all__ = ["VAE", "ConvVAE", "ELBOLoss"]
@@ -162,7 +159,7 @@ class ELBOLoss(nn.Module):
         return self.per_sample(y_pred, x).mean()
 
 
-class VAE(NeuralNet):
+class VAE(SkorchNetMixin, NeuralNet):
     """Convolutional variational auto-encoder (Kingma & Welling, ICLR 2014) as a
     skorch ``NeuralNet`` with scikit-learn's transformer interface.
 
@@ -232,23 +229,9 @@ class VAE(NeuralNet):
                  reconstruction="bce", criterion=ELBOLoss, optimizer=torch.optim.Adam,
                  lr=1e-3, max_epochs=30, batch_size=64, train_split=None, verbose=0,
                  random_state=None, predict_batch_size=256, **kwargs):
-        kwargs.setdefault("iterator_train__shuffle", True)
-        super().__init__(module, *args, criterion=criterion, optimizer=optimizer, lr=lr,
-                         max_epochs=max_epochs, batch_size=batch_size,
-                         train_split=train_split, verbose=verbose, **kwargs)
-        self.latent_dim = latent_dim
-        self.beta = beta
-        self.reconstruction = reconstruction
-        self.random_state = random_state
-        self.predict_batch_size = predict_batch_size
+        self._init_net(locals())    # skorch's parameters to skorch, skal's stored
 
     # ----------------------------------------------------------------- set-up
-    def _get_param_names(self):
-        # skorch lists every attribute not ending in "_" as a parameter, including its
-        # private bookkeeping (``_params_to_validate``); private names are not
-        # parameters (as in skal's classifiers).
-        return [name for name in super()._get_param_names() if not name.startswith("_")]
-
     def initialize_module(self):
         """Instantiate the module, adding inferred ``in_channels`` / ``image_shape``
         and ``latent_dim`` when its constructor declares them."""
@@ -256,59 +239,21 @@ class VAE(NeuralNet):
         inferred = {"in_channels": getattr(self, "n_channels_in_", None),
                     "image_shape": getattr(self, "image_shape_", None),
                     "latent_dim": self.latent_dim}
-        if not isinstance(self.module, nn.Module) and callable(self.module):
-            try:
-                accepted = inspect.signature(self.module).parameters
-            except (TypeError, ValueError):
-                accepted = {}
-            kwargs = {**{k: v for k, v in inferred.items()
-                         if v is not None and k in accepted and k not in kwargs}, **kwargs}
+        kwargs = {**declared_kwargs(self.module, inferred, kwargs), **kwargs}
         self.module_ = self.initialized_instance(self.module, kwargs)
         return self
 
     def initialize_criterion(self):
         """Instantiate the criterion with ``reconstruction`` and ``beta``."""
         kwargs = self.get_params_for("criterion")
-        criterion = self.criterion
-        if not isinstance(criterion, nn.Module) and callable(criterion):
-            try:
-                accepted = inspect.signature(criterion).parameters
-            except (TypeError, ValueError):
-                accepted = {}
-            for key in ("reconstruction", "beta"):
-                if key in accepted:
-                    kwargs.setdefault(key, getattr(self, key))
-        self.criterion_ = self.initialized_instance(criterion, kwargs)
+        own = {"reconstruction": self.reconstruction, "beta": self.beta}
+        kwargs = {**declared_kwargs(self.criterion, own, kwargs), **kwargs}
+        self.criterion_ = self.initialized_instance(self.criterion, kwargs)
         return self
-
-    def infer(self, x, **fit_params):
-        """Forward one batch, converting images to float32 ``(n, C, H, W)`` first."""
-        if not isinstance(x, Mapping):
-            x = to_image_tensor(x)
-        return super().infer(x, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         """Negative ELBO of the batch: the target is the input ``X`` itself."""
         return self.criterion_(y_pred, to_image_tensor(X).to(self.device))
-
-    def check_data(self, X, y=None):
-        """Data are validated in :meth:`fit`."""
-
-    def get_iterator(self, dataset, training=False):
-        """skorch's iterator; in training, a last batch of a single image is dropped
-        (BatchNorm cannot normalise one sample on a 1 x 1 feature map; the shuffle
-        drops a different image each epoch) unless ``iterator_train__drop_last`` is
-        set."""
-        if training and self.iterator_train is DataLoader:
-            kwargs = self.get_params_for("iterator_train")
-            batch_size = kwargs.pop("batch_size", self.batch_size)
-            batch_size = len(dataset) if batch_size == -1 else batch_size
-            if "drop_last" not in kwargs and batch_size > 1 and len(dataset) % batch_size == 1:
-                kwargs["drop_last"] = True
-            if getattr(self, "_generator", None) is not None:
-                kwargs.setdefault("generator", self._generator)
-            return DataLoader(dataset, batch_size=batch_size, **kwargs)
-        return super().get_iterator(dataset, training=training)
 
     # ---------------------------------------------------------------- fitting
     def _check_params(self):
@@ -356,15 +301,12 @@ class VAE(NeuralNet):
         if not (self.warm_start and self.initialized_):
             with seeded_construction(seed):
                 self.initialize()
-        self._generator = make_generator(seed)
-        module = self.module_
-        module.noise_generator = self._generator
-        try:
-            with generator_dropout(module, self._generator):
+        with self._fit_generator(seed) as generator:
+            self.module_.noise_generator = generator    # the reparameterisation noise
+            try:
                 run_training(self, X, None, **fit_params)
-        finally:
-            vars(module).pop("noise_generator", None)
-            vars(self).pop("_generator", None)
+            finally:
+                vars(self.module_).pop("noise_generator", None)
         return self
 
     def fit_transform(self, X, y=None, **fit_params):
