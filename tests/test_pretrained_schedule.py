@@ -6,12 +6,13 @@ import pytest
 import torch
 from sklearn.base import clone
 
+from conftest import FAST
 from skal import CNNClassifier, MultiLabelCNNClassifier
 from skal.exceptions import SkalValueError
 from skal.nets.pretrained import AUTO_FULL_FINETUNE_FROM, small_cnn_encoder
 from skal.nets.training import AUTO_LR
 
-FAST = dict(max_epochs=1, min_steps=None, batch_size=16, augment=None)
+ONE_EPOCH = dict(FAST, max_epochs=1, batch_size=16)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,8 @@ def test_auto_switches_to_full_finetuning_at_the_threshold(cls, images, encoder)
     small, large = AUTO_FULL_FINETUNE_FROM - 1, AUTO_FULL_FINETUNE_FROM
     start = {name: p.detach().clone() for name, p in encoder.named_parameters()}
 
-    linear = cls(pretrained=encoder, finetune="auto", random_state=0, **FAST).fit(X[:small], y[:small])
+    linear = cls(pretrained=encoder, finetune="auto", random_state=0, **ONE_EPOCH).fit(
+        X[:small], y[:small])
     assert linear.finetune_ == "linear"
     assert linear.resolved_lr() == AUTO_LR["linear"]
     assert linear.optimizer_.param_groups[0]["lr"] == AUTO_LR["linear"]
@@ -53,7 +55,8 @@ def test_auto_switches_to_full_finetuning_at_the_threshold(cls, images, encoder)
     for name, value in linear.module_.encoder.named_parameters():
         assert torch.equal(value.detach(), start[name])
 
-    full = cls(pretrained=encoder, finetune="auto", random_state=0, **FAST).fit(X[:large], y[:large])
+    full = cls(pretrained=encoder, finetune="auto", random_state=0, **ONE_EPOCH).fit(
+        X[:large], y[:large])
     assert full.finetune_ == "full"
     assert full.optimizer_.param_groups[0]["lr"] == AUTO_LR["network"]
     assert any(not torch.equal(value.detach(), start[name])
@@ -66,14 +69,16 @@ def test_auto_switches_to_full_finetuning_at_the_threshold(cls, images, encoder)
 def test_explicit_modes_ignore_the_labelled_set_size(images, encoder):
     X, y = images
     n = AUTO_FULL_FINETUNE_FROM
-    assert CNNClassifier(pretrained=encoder, finetune="linear", **FAST).fit(X[:n], y[:n]).finetune_ == "linear"
-    assert CNNClassifier(pretrained=encoder, finetune="full", **FAST).fit(X[:10], y[:10]).finetune_ == "full"
+    assert CNNClassifier(pretrained=encoder, finetune="linear", **ONE_EPOCH).fit(
+        X[:n], y[:n]).finetune_ == "linear"
+    assert CNNClassifier(pretrained=encoder, finetune="full", **ONE_EPOCH).fit(
+        X[:10], y[:10]).finetune_ == "full"
 
 
 def test_continuing_switches_once_and_never_back(images, encoder):
     X, y = images
     net = CNNClassifier(pretrained=encoder, finetune="auto", warm_start=True, random_state=0,
-                        **FAST).fit(X[:20], y[:20])
+                        **ONE_EPOCH).fit(X[:20], y[:20])
     assert net.finetune_ == "linear"
     before = _encoder_weights(net)
     net.fit(X[:AUTO_FULL_FINETUNE_FROM], y[:AUTO_FULL_FINETUNE_FROM])   # continues, now full
@@ -88,11 +93,11 @@ def test_continuing_switches_once_and_never_back(images, encoder):
 
 def test_lr_auto_without_pretraining_and_explicit_lr(images):
     X, y = images
-    net = CNNClassifier(**FAST).fit(X[:20], y[:20])
+    net = CNNClassifier(**ONE_EPOCH).fit(X[:20], y[:20])
     assert net.get_params()["lr"] == "auto" and clone(net).lr == "auto"
     assert net.resolved_lr() == AUTO_LR["network"]
     assert net.optimizer_.param_groups[0]["lr"] == AUTO_LR["network"]
-    net = CNNClassifier(lr=0.005, **FAST).fit(X[:20], y[:20])
+    net = CNNClassifier(lr=0.005, **ONE_EPOCH).fit(X[:20], y[:20])
     assert net.resolved_lr() == 0.005 and net.optimizer_.param_groups[0]["lr"] == 0.005
     # set_params(lr="auto") on a fitted net leaves a number in the live optimizer
     net.set_params(lr="auto")
@@ -104,9 +109,9 @@ def test_lr_auto_without_pretraining_and_explicit_lr(images):
 def test_bad_finetune_and_lr_are_clear(images, encoder):
     X, y = images
     with pytest.raises(SkalValueError, match="'auto'"):
-        CNNClassifier(pretrained=encoder, finetune="partial", **FAST).fit(X[:20], y[:20])
+        CNNClassifier(pretrained=encoder, finetune="partial", **ONE_EPOCH).fit(X[:20], y[:20])
     with pytest.raises(ValueError, match="lr must be a positive finite number or 'auto'"):
-        CNNClassifier(lr="fast", **FAST).fit(X[:20], y[:20])
+        CNNClassifier(lr="fast", **ONE_EPOCH).fit(X[:20], y[:20])
 
 
 def test_wants_pretraining_rule():
@@ -146,7 +151,7 @@ def test_simulate_pretrains_by_default_on_a_large_image_pool(monkeypatch, tmp_pa
     n = AUTO_PRETRAIN_MIN_POOL
     X = rng.integers(0, 256, size=(n + 40, 8, 8), dtype=np.uint8)
     y = np.arange(n + 40) % 2
-    net = CNNClassifier(**FAST)
+    net = CNNClassifier(**ONE_EPOCH)
     kwargs = dict(n_initial=4, batch_size=2, n_rounds=1, seeds=1, progress=False,
                   pretrain_cache=tmp_path)
     result = simulate(net, ["random"], X[:n], y[:n], X[n:], y[n:], **kwargs)
