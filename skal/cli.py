@@ -16,6 +16,7 @@ import numpy as np
 
 from .cli_campaign import add_campaign_parser, run_campaign
 from .exceptions import SkalError, SkalValueError
+from .nets.pretrained import AUTO_FULL_FINETUNE_FROM, FINETUNE_MODES
 
 __all__ = ["main", "build_parser", "format_summary"]
 
@@ -130,10 +131,9 @@ def build_parser():
                           "images (default: %(default)s)")
     sim.add_argument("--pretrain-epochs", type=int, default=30,
                      help="SimCLR epochs over the pool (default: %(default)s)")
-    sim.add_argument("--finetune", choices=["auto", "linear", "full"], default="auto",
-                     help="with --pretrain: train a linear head on frozen features, "
-                          "fine-tune everything, or 'auto': a linear head below 50 labels, "
-                          "full fine-tuning from 50 (default: %(default)s)")
+    sim.add_argument("--finetune", choices=FINETUNE_MODES, default="auto", help=(
+        "with --pretrain: 'linear' head on frozen features, 'full' fine-tuning, or 'auto' "
+        f"(linear below {AUTO_FULL_FINETUNE_FROM} labels, full from then; the default)"))
     sim.add_argument("--lr", type=float, default=None,
                      help="learning rate (default: 1e-2 for a linear head on pre-trained "
                           "features, else 1e-3)")

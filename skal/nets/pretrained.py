@@ -267,10 +267,9 @@ class PretrainedStartMixin:
             shape = tuple(int(s) for s in X.shape[1:])
             self.image_shape_ = {2: (1, 1) + shape, 3: (1,) + shape}.get(X.ndim, shape)
         if self.pretrained is not None:
-            was_frozen = self._frozen_encoder()
             self.finetune_ = self._finetune_mode(len(y_encoded), continuing)
-            if continuing and was_frozen and not self._frozen_encoder():
-                self._unfreeze()
+            if continuing:
+                self._apply_finetune_mode()
         else:
             vars(self).pop("finetune_", None)
         return X, y_encoded
@@ -290,12 +289,15 @@ class PretrainedStartMixin:
                 group["lr"] = self.resolved_lr()
         return self
 
-    def _unfreeze(self):
-        """Continue a linear-head network with every layer training (``"auto"`` past
-        its switch): all parameters learn, at the full-network rate if ``lr="auto"``."""
-        for param in self.module_.parameters():
-            param.requires_grad_(True)
-        if is_auto(self.lr):
+    def _apply_finetune_mode(self):
+        """Make the parameters ``finetune_`` trains (all, or the final layer only) the
+        trainable ones, at ``resolved_lr()`` if ``lr="auto"``: on a fresh network, and
+        on a continuing one whose mode ``"auto"`` has just switched to ``"full"``."""
+        head = self.final_layer_name_ + "."
+        frozen = self._frozen_encoder()
+        for name, param in self.module_.named_parameters():
+            param.requires_grad_(not frozen or name.startswith(head))
+        if is_auto(self.lr) and getattr(self, "optimizer_", None) is not None:
             for group in self.optimizer_.param_groups:
                 group["lr"] = self.resolved_lr()
 
@@ -349,10 +351,8 @@ class PretrainedStartMixin:
 
     def _prepare_head(self, X):
         super()._prepare_head(X)
-        if self._frozen_encoder():
-            head = self.final_layer_name_
-            for name, param in self.module_.named_parameters():
-                param.requires_grad_(name.startswith(head + "."))
+        if self.pretrained is not None:
+            self._apply_finetune_mode()
 
     def _set_training(self, training=True):
         super()._set_training(training)
