@@ -85,8 +85,10 @@ def summarise(runs, refs, full_share=0.95):
 
 
 def markdown(rows, metric):
+    first, last = rows[0]["n_labels"][0], rows[0]["n_labels"][-1]
     head = ("| recipe | strategy | seeds | AULC | dAULC vs random (SE) | "
-            f"{metric} @10 | {metric} @200 | stays >= random@200 from | stays >= 95% full from |")
+            f"{metric} @{first} | {metric} @{last} | stays >= random@{last} from | "
+            "stays >= 95% full from |")
     lines = [head, "|" + "---|" * 9]
     for r in rows:
         d = (f"{r['daulc']:+.4f} ({r['daulc_se']:.4f})" if r.get("daulc_se") is not None

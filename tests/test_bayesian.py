@@ -328,3 +328,25 @@ def test_deep_ensemble_registered_by_measure():
     assert strategy_name(get_strategy("ensemble_vote_entropy")) == "ensemble_vote_entropy"
     with pytest.raises(SkalValueError, match="measure"):
         DeepEnsemble(measure="votes")(None, None)
+
+
+@pytest.mark.parametrize("start", ["scratch", "pretrained"])
+def test_features_once_path_draws_the_masks_of_stacked_copies(images, start):
+    """skal's networks (dropout only before ``fc``) compute the features once and mask
+    only the head's input: the same masks, in the same order, as one forward pass over
+    ``T`` stacked copies of the batch with every dropout layer switched on."""
+    from skal.nets.pretrained import small_cnn_encoder
+    from skal.query.bayesian import mc_dropout
+
+    X, y, _ = images
+    extra = {"pretrained": small_cnn_encoder(widths=(8,))} if start == "pretrained" else {}
+    model = CNNClassifier(random_state=0, module__dropout=0.5, **NET, **extra).fit(X[:24], y[:24])
+    pool, T = X[24:34], 5
+    fast = mc_dropout_proba(model, pool, n_samples=T, random_state=3, batch_size=len(pool))
+    generator = torch.Generator().manual_seed(3)
+    with mc_dropout(model.module_, generator):
+        stacked = model.predict_proba(np.concatenate([pool] * T))   # one batch of T * n
+    reference = stacked.reshape(T, len(pool), -1).transpose(1, 0, 2)
+    # same masks; the convolutions see batches of n vs T * n rows: float32 rounding
+    np.testing.assert_allclose(fast, reference, atol=1e-5)
+    assert np.ptp(fast, axis=1).max() > 1e-3        # the passes really differ

@@ -67,6 +67,10 @@ class EncoderClassifierNet(nn.Module):
         Dropout before ``fc``.
     """
 
+    # ``dropout`` feeds ``fc``: MC dropout computes the features once and masks only the
+    # head's input (skal.query.bayesian; not used when the encoder has dropout of its own)
+    head_dropout = True
+
     def __init__(self, encoder, n_features, n_outputs, dropout=0.0):
         super().__init__()
         self.encoder = encoder

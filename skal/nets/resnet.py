@@ -52,6 +52,9 @@ class ResNet18(nn.Module):
     # it channels_last by default (memory_format="auto"): faster convolutions on CPU
     # (benchmarks/README.md, "Layout").
     supports_channels_last = True
+    # its only dropout layer, ``dropout``, feeds ``fc``: MC dropout computes the
+    # features once and masks only the head's input (skal.query.bayesian)
+    head_dropout = True
 
     def __init__(self, in_channels=1, n_outputs=2, widths=(64, 128, 256, 512),
                  blocks=(2, 2, 2, 2), dropout=0.0):

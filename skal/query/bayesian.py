@@ -19,6 +19,12 @@ generator. With ``P[t, c]`` the probabilities of pass ``t``:
 * max-entropy ``= H[mean_t P_t]``;
 * variation ratio ``= 1 - (count of the modal predicted class) / T``.
 
+skal's own networks (``SmallCNN``, ``ResNet18``, a pre-trained ``EncoderClassifierNet``)
+drop out only right before their final layer ``fc`` (they declare ``head_dropout =
+True``): for them the features are computed once per pool batch and only ``fc`` sees the
+``T`` masks, which are the same masks, drawn in the same order, as a pass over ``T``
+stacked copies would draw, for a ``T``-fold cheaper query.
+
 Multi-label (sigmoid) models are scored label by label as Bernoulli variables and the
 per-label scores summed.
 """
@@ -117,6 +123,38 @@ def _mask_shape(module, x):
     return x.shape[:2] + (1,) * (x.ndim - 2)       # one draw per sample and channel
 
 
+def _dropout_mask(layer, x, generator):
+    """A training-time dropout mask for ``layer``'s input ``x``: kept entries scaled by
+    ``1 / (1 - p)`` (element-wise for ``nn.Dropout``, per sample and channel for the
+    feature variants), drawn from ``generator``."""
+    p = float(layer.p)
+    if p >= 1:
+        return torch.zeros(_mask_shape(layer, x), device=x.device, dtype=x.dtype)
+    keep = torch.rand(_mask_shape(layer, x), generator=generator) >= p
+    return keep.to(device=x.device, dtype=x.dtype) / (1.0 - p)
+
+
+def _dropout_layers(module):
+    """The dropout layers MC dropout switches on; a clear error when there is none with
+    ``p > 0``."""
+    layers = [m for m in module.modules() if isinstance(m, _DROPOUT)]
+    if not layers:
+        alpha = any(isinstance(m, _UNSUPPORTED) for m in module.modules())
+        raise SkalValueError(
+            f"{type(module).__name__} has no "
+            + ("supported dropout layer (AlphaDropout is not supported)" if alpha else
+               "dropout layer")
+            + "; MC-dropout strategies need nn.Dropout / Dropout1d / Dropout2d / Dropout3d "
+            "in the network (skal's SmallCNN has one: module__dropout=0.25). Use "
+            "entropy_sampling, or a Committee for ensemble uncertainty.")
+    if all(float(m.p) == 0.0 for m in layers):
+        raise SkalValueError(
+            f"Every dropout layer of {type(module).__name__} has p=0, so MC-dropout "
+            "passes would all be the plain prediction; build the network with dropout "
+            "(e.g. module__dropout=0.25 for skal's SmallCNN and ResNet18).")
+    return layers
+
+
 @contextlib.contextmanager
 def mc_dropout(module, generator):
     """Within this block, the dropout layers of ``module`` drop (with masks drawn from
@@ -129,32 +167,13 @@ def mc_dropout(module, generator):
         would return the plain prediction ``T`` times), or only alpha-dropout layers
         (not supported).
     """
-    layers = [m for m in module.modules() if isinstance(m, _DROPOUT)]
-    if not layers:
-        alpha = any(isinstance(m, _UNSUPPORTED) for m in module.modules())
-        raise SkalValueError(
-            f"{type(module).__name__} has no "
-            + ("supported dropout layer (AlphaDropout is not supported)" if alpha else
-               "dropout layer")
-            + "; MC-dropout strategies need nn.Dropout / Dropout1d / Dropout2d / Dropout3d "
-            "in the network (skal's SmallCNN has one: module__dropout=0.25). Use "
-            "entropy_sampling, or a Committee for ensemble uncertainty.")
-
-    if all(float(m.p) == 0.0 for m in layers):
-        raise SkalValueError(
-            f"Every dropout layer of {type(module).__name__} has p=0, so MC-dropout "
-            "passes would all be the plain prediction; build the network with dropout "
-            "(e.g. module__dropout=0.25 for skal's SmallCNN and ResNet18).")
+    layers = _dropout_layers(module)
 
     def hook(layer, args):
         x, *rest = args
-        p = float(layer.p)
-        if p == 0.0:
+        if float(layer.p) == 0.0:
             return None
-        keep = torch.rand(_mask_shape(layer, x), generator=generator) >= p
-        mask = keep.to(device=x.device, dtype=x.dtype) / (1.0 - p) if p < 1 else \
-            torch.zeros(_mask_shape(layer, x), device=x.device, dtype=x.dtype)
-        return (x * mask, *rest)
+        return (x * _dropout_mask(layer, x, generator), *rest)
 
     handles = [layer.register_forward_pre_hook(hook) for layer in layers]
     try:
@@ -164,11 +183,31 @@ def mc_dropout(module, generator):
             handle.remove()
 
 
+def _head_dropout_only(model, module):
+    """True for a skal classifier on one of skal's networks whose only dropout layer
+    ``dropout`` feeds the final layer ``fc`` (``head_dropout = True``)."""
+    dropout, fc = getattr(module, "dropout", None), getattr(module, "fc", None)
+    return (getattr(module, "head_dropout", False) is True
+            and hasattr(model, "iter_head_outputs") and isinstance(dropout, nn.Dropout)
+            and isinstance(fc, nn.Linear) and getattr(model, "final_layer_", None) is fc
+            and [m for m in module.modules() if isinstance(m, _DROPOUT)] == [dropout])
+
+
 def _sampled_batch(model, batch, n_samples, generator):
-    """``(n, T, C)`` probabilities of one batch under ``T`` dropout masks (one forward
-    pass over the ``T`` stacked copies)."""
-    with mc_dropout(_torch_module(model), generator):
-        proba = proba_one_pass(model, repeat_batch(batch, n_samples))
+    """``(n, T, C)`` probabilities of one batch under ``T`` dropout masks: one forward
+    pass over the ``T`` stacked copies, or for skal's networks one pass for the
+    features and ``T`` masked passes through ``fc`` (the same masks)."""
+    module = _torch_module(model)
+    if not _head_dropout_only(model, module):
+        with mc_dropout(module, generator):
+            proba = proba_one_pass(model, repeat_batch(batch, n_samples))
+        return split_copies(proba, n_samples)
+    _dropout_layers(module)
+    (_, h, _), = list(model.iter_head_outputs(batch, batch_size=len(batch)))
+    h = repeat_batch(h, n_samples)
+    with torch.no_grad():
+        z = module.fc(h * _dropout_mask(module.dropout, h, generator))
+    proba = model.logits_to_proba(z.to(torch.float64)).cpu().numpy()
     return split_copies(proba, n_samples)
 
 
