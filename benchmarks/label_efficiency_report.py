@@ -95,11 +95,13 @@ def markdown(rows, metric):
              else (f"{r['daulc']:+.4f}" if "daulc" in r else "n/a"))
         to_rand = r.get("labels_to_random_final")
         to_full = r.get("labels_to_95pct_full")
+        if to_full is None:   # not reached, or no full-data reference to compare with
+            to_full = f">{r['n_labels'][-1]}" if "full_data_best" in r else "n/a"
         lines.append(
             f"| {r['recipe']} | {r['strategy']} | {r['seeds']} | {r['aulc']:.4f} | {d} | "
             f"{r['first']:.4f} | {r['final']:.4f} | "
             f"{to_rand if to_rand is not None else '>' + str(r['n_labels'][-1])} | "
-            f"{to_full if to_full is not None else '>' + str(r['n_labels'][-1])} |")
+            f"{to_full} |")
     return "\n".join(lines)
 
 

@@ -20,8 +20,7 @@ import torch
 from _common import data_dir, environment, require
 from skal import ActiveLearner, CNNClassifier, Committee
 from skal.data import load_campaign_data
-from skal.query import (AIFT, TDGF, bald_sampling, entropy_sampling,
-                        vote_entropy_sampling)
+from skal.query import AIFT, TDGF, bald_sampling, entropy_sampling
 from skal.utils.io import atomic_write_json
 
 

@@ -217,7 +217,7 @@ def test_strategy_is_seeded_and_returns_distinct_valid_indices(images):
         idx, _ = learner.query(X[24:], n_instances=5)
         return idx, strategy.last_scores_
 
-    (i1, s1), (i2, s2), (i3, s3) = run(0), run(0), run(1)
+    (i1, s1), (i2, s2), (_, s3) = run(0), run(0), run(1)
     np.testing.assert_array_equal(i1, i2)
     np.testing.assert_array_equal(s1, s2)
     assert not np.array_equal(s1, s3)                  # other views, other scores
