@@ -193,16 +193,16 @@ def _head_dropout_only(model, module):
             and [m for m in module.modules() if isinstance(m, _DROPOUT)] == [dropout])
 
 
-def _sampled_batch(model, batch, n_samples, generator):
+def _sampled_batch(model, batch, n_samples, generator, head_only):
     """``(n, T, C)`` probabilities of one batch under ``T`` dropout masks: one forward
-    pass over the ``T`` stacked copies, or for skal's networks one pass for the
-    features and ``T`` masked passes through ``fc`` (the same masks)."""
-    module = _torch_module(model)
-    if not _head_dropout_only(model, module):
-        with mc_dropout(module, generator):
+    pass over the ``T`` stacked copies, or with ``head_only`` (skal's networks, see
+    :func:`_head_dropout_only`) one pass for the features and ``T`` masked passes
+    through ``fc`` (the same masks)."""
+    if not head_only:
+        with mc_dropout(_torch_module(model), generator):
             proba = proba_one_pass(model, repeat_batch(batch, n_samples))
         return split_copies(proba, n_samples)
-    _dropout_layers(module)
+    module = model.module_
     (_, h, _), = list(model.iter_head_outputs(batch, batch_size=len(batch)))
     h = repeat_batch(h, n_samples)
     with torch.no_grad():
@@ -247,11 +247,14 @@ def _mc_scores(measure, classifier, X, n_samples, random_state, batch_size, **kw
     """Score the pool with ``measure(samples (n, T, C), multilabel)`` batch by batch."""
     model = fitted_estimator(classifier)
     n_samples = _check_n_samples(n_samples)
-    _torch_module(model)
+    module = _torch_module(model)
+    _dropout_layers(module)                 # a clear error before any pass
+    head_only = _head_dropout_only(model, module)
     multilabel = predicts_label_sets(classifier)
     generator = seeded_generator(random_state)
     return score_pool(
-        lambda b: measure(_sampled_batch(model, b, n_samples, generator), multilabel, **kw),
+        lambda b: measure(_sampled_batch(model, b, n_samples, generator, head_only),
+                          multilabel, **kw),
         X, _pool_batch_size(batch_size, n_samples))
 
 
